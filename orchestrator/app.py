@@ -1,0 +1,40 @@
+"""Hand a prepared sweep to Hydra: its sweeper expands the grid and the configured launcher runs the trials.
+
+With ``hydra/launcher=ray`` (the default) our launcher submits Ray tasks; with ``hydra/launcher=basic`` Hydra
+calls :func:`trial_task` for one grid point after another in this process, a debugging mode.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from orchestrator.composition import to_container
+from orchestrator.schema import register_configs
+from orchestrator.session import SweepSession, activate, active
+from orchestrator.settings import CONF_DIR
+
+
+def trial_task(cfg: DictConfig) -> str:
+    session = active()
+    trial = session.trial_for(to_container(cfg))
+    if trial.trial_id in session.finished:
+        return "FINISHED"
+    from workers.training.trial import run_trial
+
+    return run_trial(session.spec(trial)).state
+
+
+def run_with_hydra(session: SweepSession) -> None:
+    """Always a Hydra multirun: a single grid point is a sweep of one, so it goes through the launcher too."""
+    register_configs()
+    activate(session)
+    saved_argv = sys.argv
+    sys.argv = ["sweep", "--multirun", *session.plan.arguments]
+    try:
+        hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(trial_task)()
+    finally:
+        sys.argv = saved_argv
+        activate(None)

@@ -1,0 +1,69 @@
+"""The ``sweep`` command: run, status, resume, spectrum, ui."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from rich.console import Console
+
+from orchestrator.errors import UserError
+from orchestrator.settings import apply_local_only_env
+
+# Wide enough for the summary table when the output is a file or a pipe (CI logs, tests).
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sweep", description="Hydra sweeps of training and Hessian spectra on Ray, "
+                                     "tracked in MLflow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="compose, validate and launch a sweep; finished trials are skipped")
+    run.add_argument("-m", "--multirun", action="store_true", help="grid over comma lists, range() and choice()")
+    run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optimizer=sgd,adam optimizer.lr=0.01,0.1")
+    status = sub.add_parser("status", help="the trials of a sweep (default: the latest)")
+    status.add_argument("sweep", nargs="?", help="sweep id or name")
+    status.add_argument("overrides", nargs="*", help="tracking.* overrides")
+    ui = sub.add_parser("ui", help="the MLflow UI on the configured store, on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("overrides", nargs="*", help="tracking.* overrides")
+    return parser
+
+
+def _split_sweep_argument(sweep: Optional[str], overrides: list[str]) -> tuple[Optional[str], list[str]]:
+    """``sweep status tracking.uri=...`` names no sweep: an argument with '=' is an override."""
+    if sweep is not None and "=" in sweep:
+        return None, [sweep, *overrides]
+    return sweep, overrides
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    apply_local_only_env()
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from orchestrator.commands import run_sweep
+
+            return run_sweep(args.overrides, args.multirun, console)
+        if args.command == "status":
+            from orchestrator.commands import show_status
+
+            sweep, overrides = _split_sweep_argument(args.sweep, args.overrides)
+            return show_status(sweep, overrides, console)
+        if args.command == "ui":
+            from orchestrator.commands import serve_ui
+
+            return serve_ui(args.port, args.overrides, console)
+    except UserError as error:
+        err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return 2
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The subcommands' work: what ``sweep run``, ``sweep status`` and ``sweep ui`` do, in the order they do it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence
+
+from rich.console import Console
+
+from orchestrator.composition import composer, to_container
+from orchestrator.errors import UserError
+from orchestrator.mlflow_server import LocalMlflowServer
+from orchestrator.planning import plan_sweep
+from orchestrator.ray_cluster import check_reachable as check_ray_reachable, connect, resolve_address
+from orchestrator.status import FINISHED, render, trial_status
+from orchestrator.tracking import SweepTracker, TrackingTarget, check_reachable, resolve_target
+
+WHERE_TO_RUN_PREFIXES = ("tracking.", "cluster.", "tracking=", "cluster=")
+
+
+@contextmanager
+def writable_store(target: TrackingTarget) -> Iterator[str]:
+    """A URI that many writers can log to at once: the user's, or a local server in front of the local store."""
+    if not target.is_local:
+        assert target.uri is not None
+        yield target.uri
+        return
+    with LocalMlflowServer(target.local_dir) as uri:
+        yield uri
+
+
+def run_sweep(arguments: Sequence[str], multirun: bool, console: Console) -> int:
+    from orchestrator.app import run_with_hydra
+    from orchestrator.session import open_session
+
+    plan = plan_sweep(arguments, multirun)
+    target = resolve_target(plan.settings["tracking"])
+    if target.uri:
+        check_reachable(target.uri)
+    address = resolve_address(plan.settings["cluster"]) if plan.launcher == "ray" else None
+    if address:
+        check_ray_reachable(address)
+    console.print(f"sweep [bold]{plan.sweep_id}[/]: {len(plan.trials)} trial(s), launcher {plan.launcher}")
+    with writable_store(target) as uri:
+        if plan.launcher == "ray":
+            connect(plan.settings["cluster"])
+        tracker = SweepTracker(uri, target.experiment)
+        session = open_session(plan, tracker, uri)
+        if session.finished:
+            console.print(f"skipping {len(session.finished)} finished trial(s)")
+        run_with_hydra(session)
+        runs = tracker.trial_runs(plan.sweep_id)
+        statuses = [trial_status(runs[t.trial_id], plan.settings["tracking"]["heartbeat_timeout"]) for t in plan.trials]
+        all_finished = all(s.state == FINISHED for s in statuses)
+        tracker.finish_parent(session.parent_run_id, all_finished)
+    render(statuses, f"sweep {plan.sweep_id}", console)
+    failed = [s for s in statuses if s.state != FINISHED]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(statuses)} trial(s) did not finish[/]")
+    return 0 if all_finished else 1
+
+
+def _where_to_run(overrides: Sequence[str]) -> dict[str, Any]:
+    bad = [o for o in overrides if not o.lstrip("+~").startswith(WHERE_TO_RUN_PREFIXES)]
+    if bad:
+        raise UserError(f"{bad[0]}: only tracking.* and cluster.* overrides are allowed here")
+    with composer() as compose:
+        return to_container(compose(list(overrides)))
+
+
+def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console) -> int:
+    config = _where_to_run(overrides)
+    target = resolve_target(config["tracking"])
+    if target.uri:
+        check_reachable(target.uri)
+    tracker = SweepTracker(target.read_uri, target.experiment)
+    sweep_id = sweep or tracker.latest_sweep_id()
+    if sweep_id is None:
+        raise UserError(f"no sweep recorded yet in {target.read_uri} (experiment {target.experiment!r})")
+    runs = tracker.trial_runs(sweep_id)
+    if not runs:
+        raise UserError(f"sweep {sweep_id!r}: no such sweep in experiment {target.experiment!r}")
+    render([trial_status(r, config["tracking"]["heartbeat_timeout"]) for r in runs.values()], f"sweep {sweep_id}", console)
+    return 0
+
+
+def serve_ui(port: int, overrides: Sequence[str], console: Console) -> int:
+    """The MLflow UI in the foreground: the user's server is only pointed at; the local store is served."""
+    target = resolve_target(_where_to_run(overrides)["tracking"])
+    if not target.is_local and target.uri and target.uri.startswith("http"):
+        check_reachable(target.uri)
+        console.print(f"The MLflow UI of this store is served by its own server: {target.uri}")
+        return 0
+    server = LocalMlflowServer(target.local_dir, port, tie_to_parent=True) if target.is_local else None
+    if server is None:
+        command = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
+                   "--backend-store-uri", str(target.uri)]
+        return subprocess.call(command)
+    with server as uri:
+        console.print(f"MLflow UI: [bold]{uri}[/] (Ctrl-C to stop)")
+        assert server.process is not None
+        return server.process.wait()

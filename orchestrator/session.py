@@ -1,0 +1,88 @@
+"""The sweep being launched: its plan, its MLflow runs, and the trials still to run.
+
+Hydra calls our launcher (or, with ``hydra/launcher=basic``, the task function) from inside ``hydra.main``; the
+session is how they find the runs the CLI prepared, so the same grid point never gets a second child run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from orchestrator.identity import trial_id
+from orchestrator.planning import SweepPlan, Trial
+from orchestrator.tracking import SweepTracker
+from workers.spec import TrialSpec
+
+# Test-only fault injection: JSON mapping an override (e.g. "optimizer.lr=0.1") to worker faults
+# ({"raise_at_epoch": 1} or {"nan_at_epoch": 1}); not part of any trial's identity.
+FAULTS_ENV = "SWEEP_FAULTS"
+
+
+@dataclass
+class SweepSession:
+    plan: SweepPlan
+    tracker: SweepTracker
+    # The URI the workers log to (the local server's, when the store is local).
+    worker_uri: str
+    parent_run_id: str
+    run_ids: dict[str, str]
+    finished: set[str] = field(default_factory=set)
+
+    @property
+    def to_run(self) -> list[Trial]:
+        return [t for t in self.plan.trials if t.trial_id not in self.finished]
+
+    def trial_for(self, config: Mapping[str, Any]) -> Trial:
+        tid = trial_id(config)
+        return next(t for t in self.plan.trials if t.trial_id == tid)
+
+    def spec(self, trial: Trial) -> TrialSpec:
+        return TrialSpec(trial.trial_id, self.plan.sweep_id, self.run_ids[trial.trial_id], self.worker_uri,
+                         trial.config, _faults_for(trial))
+
+
+def _faults_for(trial: Trial) -> dict[str, Any]:
+    table = json.loads(os.environ.get(FAULTS_ENV, "{}"))
+    faults: dict[str, Any] = {}
+    for override, fault in table.items():
+        if override in trial.overrides:
+            faults.update(fault)
+    return faults
+
+
+def open_session(plan: SweepPlan, tracker: SweepTracker, worker_uri: str) -> SweepSession:
+    """Find or create the parent run and one child run per trial; finished trials are left alone."""
+    record = {"arguments": list(plan.arguments), "base_overrides": list(plan.base_overrides),
+              "swept_keys": list(plan.swept_keys), "multirun": plan.multirun}
+    parent = tracker.ensure_parent(plan.sweep_id, record)
+    existing = tracker.trial_runs(plan.sweep_id)
+    run_ids, finished = {}, set()
+    for trial in plan.trials:
+        run = existing.get(trial.trial_id)
+        if run is None:
+            run_ids[trial.trial_id] = tracker.create_trial_run(parent, plan.sweep_id, trial.trial_id, trial.overrides,
+                                                               trial.config)
+            continue
+        run_ids[trial.trial_id] = run.info.run_id
+        if run.info.status == "FINISHED":
+            finished.add(trial.trial_id)
+        else:
+            tracker.mark_scheduled(run.info.run_id)
+    return SweepSession(plan, tracker, worker_uri, parent, run_ids, finished)
+
+
+_active: Optional[SweepSession] = None
+
+
+def activate(session: Optional[SweepSession]) -> None:
+    global _active
+    _active = session
+
+
+def active() -> SweepSession:
+    if _active is None:
+        raise RuntimeError("no sweep is being launched: run trials with the `sweep run` command")
+    return _active

@@ -1,0 +1,132 @@
+"""The control plane's MLflow records: one parent run per sweep, one child run per trial, found by tags."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional
+from urllib.parse import urlparse
+
+from mlflow.entities import Param, Run, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from orchestrator.errors import UserError
+from orchestrator.identity import flatten
+from orchestrator.mlflow_server import is_healthy, local_store
+
+SWEEP_TAG, TRIAL_TAG, KIND_TAG, OVERRIDES_TAG = "sweep_id", "trial_id", "kind", "overrides"
+PARENT_KIND, TRIAL_KIND = "sweep", "trial"
+PLAN_ARTIFACT = "sweep.json"
+# MLflow accepts at most 100 params in one log_batch call.
+PARAM_BATCH = 100
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """Where runs are recorded: a URI given by the user, or the local store (served while a sweep runs)."""
+
+    uri: Optional[str]
+    local_dir: Path
+    experiment: str
+
+    @property
+    def is_local(self) -> bool:
+        return self.uri is None
+
+    @property
+    def read_uri(self) -> str:
+        """A URI to read runs from without a server (the local store's sqlite file is read directly)."""
+        return self.uri or local_store(self.local_dir)[0]
+
+
+def resolve_target(tracking: Mapping[str, Any]) -> TrackingTarget:
+    """``tracking.uri``, else ``MLFLOW_TRACKING_URI`` (as MLflow users expect), else the local store."""
+    uri = tracking.get("uri") or os.environ.get("MLFLOW_TRACKING_URI") or None
+    return TrackingTarget(uri, Path(tracking["local_dir"]), tracking["experiment"])
+
+
+def check_reachable(uri: str) -> None:
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        if not is_healthy(uri, timeout=5.0):
+            raise UserError(f"tracking.uri={uri}: no MLflow server answers there (GET /health failed)")
+    elif scheme not in ("sqlite", "postgresql", "mysql", "mssql", "file", "databricks", ""):
+        raise UserError(f"tracking.uri={uri}: unsupported scheme {scheme!r}; use http(s)://, sqlite:/// or a database URI")
+
+
+class SweepTracker:
+    def __init__(self, uri: str, experiment: str) -> None:
+        self.client = MlflowClient(uri)
+        self.uri = uri
+        self.experiment_name = experiment
+
+    def experiment_id(self, create: bool = False) -> Optional[str]:
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return self.client.create_experiment(self.experiment_name) if create else None
+
+    def _search(self, filter_string: str, order_by: Optional[list[str]] = None) -> Iterator[Run]:
+        experiment_id = self.experiment_id()
+        if experiment_id is None:
+            return
+        token = None
+        while True:
+            page = self.client.search_runs([experiment_id], filter_string, max_results=1000, order_by=order_by,
+                                           page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def find_parent(self, sweep_id: str) -> Optional[Run]:
+        runs = list(self._search(f"tags.{SWEEP_TAG} = '{sweep_id}' and tags.{KIND_TAG} = '{PARENT_KIND}'"))
+        return runs[0] if runs else None
+
+    def latest_sweep_id(self) -> Optional[str]:
+        runs = self._search(f"tags.{KIND_TAG} = '{PARENT_KIND}'", order_by=["attributes.start_time DESC"])
+        latest = next(iter(runs), None)
+        return latest.data.tags[SWEEP_TAG] if latest else None
+
+    def trial_runs(self, sweep_id: str) -> dict[str, Run]:
+        """The sweep's child runs by trial id."""
+        runs = self._search(f"tags.{SWEEP_TAG} = '{sweep_id}' and tags.{KIND_TAG} = '{TRIAL_KIND}'")
+        return {run.data.tags[TRIAL_TAG]: run for run in runs}
+
+    def ensure_parent(self, sweep_id: str, plan_record: Mapping[str, Any]) -> str:
+        """The sweep's parent run (created on first launch), marked RUNNING; its plan record kept current."""
+        parent = self.find_parent(sweep_id)
+        if parent is None:
+            run = self.client.create_run(self.experiment_id(create=True), run_name=sweep_id,
+                                         tags={SWEEP_TAG: sweep_id, KIND_TAG: PARENT_KIND})
+            run_id = run.info.run_id
+        else:
+            run_id = parent.info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+        self.client.log_dict(run_id, dict(plan_record), PLAN_ARTIFACT)
+        return run_id
+
+    def create_trial_run(self, parent_run_id: str, sweep_id: str, trial_id: str, overrides: tuple[str, ...],
+                         config: Mapping[str, Any]) -> str:
+        name = " ".join(overrides) or trial_id
+        tags = {SWEEP_TAG: sweep_id, TRIAL_TAG: trial_id, KIND_TAG: TRIAL_KIND, MLFLOW_PARENT_RUN_ID: parent_run_id,
+                OVERRIDES_TAG: json.dumps(list(overrides)), MLFLOW_RUN_NAME: name[:250]}
+        run = self.client.create_run(self.experiment_id(create=True), tags=tags, run_name=name[:250])
+        params = [Param(k, v[:6000]) for k, v in sorted(flatten(config).items())]
+        for start in range(0, len(params), PARAM_BATCH):
+            self.client.log_batch(run.info.run_id, params=params[start : start + PARAM_BATCH])
+        self.client.update_run(run.info.run_id, status="SCHEDULED")
+        return run.info.run_id
+
+    def mark_scheduled(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="SCHEDULED")
+
+    def fail_run(self, run_id: str, message: str) -> None:
+        self.client.log_batch(run_id, tags=[RunTag("error", message[:5000])])
+        self.client.set_terminated(run_id, status="FAILED")
+
+    def finish_parent(self, run_id: str, all_finished: bool) -> None:
+        self.client.set_terminated(run_id, status="FINISHED" if all_finished else "FAILED")

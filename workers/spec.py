@@ -1,0 +1,35 @@
+"""What the control plane hands a worker: one trial to run and the MLflow run to log it into.
+
+Plain values only (no torch), so the orchestrator can build it without importing the compute plane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    trial_id: str
+    sweep_id: str
+    # The trial's child run, created by the orchestrator before launch; the worker logs into it.
+    run_id: str
+    tracking_uri: str
+    # The trial's resolved config as nested plain dicts (model, dataset, optimizer, ..., trainer).
+    config: dict[str, Any]
+    # Test-only fault injection; not part of the trial's identity.
+    faults: dict[str, Any] = field(default_factory=dict)
+
+
+class RetryableTrialError(RuntimeError):
+    """A trial error whose class the sweep lists in ``cluster.retry_exceptions``: Ray retries the task."""
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    trial_id: str
+    run_id: str
+    state: str
+    final_metrics: dict[str, float]
+    error: str | None = None

@@ -1,0 +1,103 @@
+"""Checkpoints a trial can resume from bit for bit, on any node.
+
+A checkpoint holds the model, the recipe (optimizer, averaging), the epoch and step, and every RNG state the
+trial draws from. It is written atomically (temp file + rename) with a SHA-256 sidecar, and only tensors and
+plain values go in, so ``torch.load(path, weights_only=True)`` reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+CHECKSUM_SUFFIX = ".sha256"
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """What a checkpoint restores: completed epochs, optimizer steps taken, and the state dicts."""
+
+    epoch: int
+    step: int
+    model: dict[str, Any]
+    recipe: dict[str, Any]
+    rng: dict[str, Any]
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"epoch_{epoch:04d}.pt"
+
+
+def epoch_of(name: str) -> Optional[int]:
+    """The epoch a checkpoint file name stands for, or None for other files."""
+    if not (name.startswith("epoch_") and name.endswith(".pt")):
+        return None
+    digits = name[len("epoch_") : -len(".pt")]
+    return int(digits) if digits.isdigit() else None
+
+
+def capture_rng(generator: torch.Generator) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "batches": generator.get_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
+    }
+
+
+def restore_rng(rng: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    generator.set_state(rng["batches"])
+    np_rng = rng["numpy"]
+    np.random.set_state(("MT19937", np_rng["keys"].numpy().astype(np.uint32), np_rng["pos"], np_rng["has_gauss"],
+                         np_rng["cached_gaussian"]))
+    py_rng = rng["python"]
+    random.setstate((py_rng["version"], tuple(py_rng["state"]), py_rng["gauss"]))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checkpoint(state: TrainingState, directory: Path) -> Path:
+    """Write ``state`` atomically into ``directory``; returns the checkpoint path (its sidecar sits beside it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / checkpoint_name(state.epoch)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"epoch": state.epoch, "step": state.step, "model": state.model, "recipe": state.recipe,
+                "rng": state.rng}, tmp)
+    sidecar_tmp = tmp.with_suffix(".sha.tmp")
+    sidecar_tmp.write_text(json.dumps({"sha256": sha256_of(tmp), "epoch": state.epoch}))
+    os.replace(tmp, path)
+    os.replace(sidecar_tmp, path.with_name(path.name + CHECKSUM_SUFFIX))
+    return path
+
+
+def read_checkpoint(path: Path) -> TrainingState:
+    """Load and verify one checkpoint; raises ValueError if it is missing its checksum, corrupt or truncated."""
+    sidecar = path.with_name(path.name + CHECKSUM_SUFFIX)
+    if not sidecar.exists():
+        raise ValueError(f"checkpoint {path.name} has no checksum file")
+    expected = json.loads(sidecar.read_text())["sha256"]
+    if sha256_of(path) != expected:
+        raise ValueError(f"checkpoint {path.name} does not match its checksum (corrupt or truncated)")
+    payload = torch.load(path, weights_only=True, map_location="cpu")
+    return TrainingState(payload["epoch"], payload["step"], payload["model"], payload["recipe"], payload["rng"])

@@ -1,0 +1,134 @@
+"""Run one trial inside a worker: train, evaluate, checkpoint and log every epoch to the trial's MLflow run.
+
+A re-run of the same spec (a Ray retry after the worker died, or ``sweep resume``) continues from the newest
+valid checkpoint in the run and logs only the epochs the run does not have yet.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from workers.run_logger import RunLogger
+from workers.spec import RetryableTrialError, TrialOutcome, TrialSpec
+from workers.training.checkpoint import TrainingState, capture_rng, restore_rng
+from workers.training.checkpoint_store import CheckpointStore
+from workers.training.data import DatasetSplits, load_dataset
+from workers.training.loop import evaluate, train_one_epoch
+from workers.training.models import build_model
+from workers.training.recipe import Recipe
+
+FAILED, FINISHED = "FAILED", "FINISHED"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_trial(spec: TrialSpec) -> TrialOutcome:
+    """Train the trial to its last epoch; a trial error ends the run FAILED and is returned, not raised.
+
+    Errors whose class the sweep lists in ``cluster.retry_exceptions`` are re-raised as
+    :class:`RetryableTrialError` so that Ray retries the task.
+    """
+    logger = RunLogger(spec.tracking_uri, spec.run_id)
+    logger.mark_running()
+    logger.client.set_tag(spec.run_id, "worker_pid", str(os.getpid()))
+    try:
+        metrics = _train(spec, logger)
+    except Exception as error:  # noqa: BLE001 - any trial error is recorded on the run, then reported
+        message = f"{type(error).__name__}: {error}"
+        if type(error).__name__ in spec.config["cluster"]["retry_exceptions"]:
+            raise RetryableTrialError(message) from error
+        logger.fail(message, traceback.format_exc())
+        return TrialOutcome(spec.trial_id, spec.run_id, FAILED, {}, message)
+    logger.finish()
+    return TrialOutcome(spec.trial_id, spec.run_id, FINISHED, metrics)
+
+
+def _train(spec: TrialSpec, logger: RunLogger) -> dict[str, float]:
+    cfg = spec.config
+    trainer = cfg["trainer"]
+    torch.set_num_threads(max(1, int(cfg["cluster"]["num_cpus"])))
+    device = resolve_device(trainer["device"])
+    seed_everything(int(trainer["seed"]))
+    splits = load_dataset(cfg["dataset"])
+    model = build_model(cfg["model"], splits.input_shape, splits.num_classes).to(device)
+    recipe = Recipe(cfg, model, math.ceil(len(splits.train_targets) / int(trainer["batch_size"])))
+    generator = torch.Generator().manual_seed(int(trainer["seed"]))
+
+    with tempfile.TemporaryDirectory(prefix="trial-") as scratch:
+        store = CheckpointStore(logger.client, spec.run_id, Path(scratch), keep=int(cfg["checkpoint"]["keep"]))
+        epoch, step = _resume(store, model, recipe, generator)
+        logged_through = logger.last_logged_epoch()
+        metrics: dict[str, float] = {}
+        for epoch in range(epoch, int(trainer["epochs"])):
+            _inject_faults(spec.faults, epoch, model)
+            lr = recipe.set_epoch(epoch)
+            stats = train_one_epoch(model, recipe, splits, epoch, int(trainer["batch_size"]), generator, device, step)
+            step += stats.steps
+            recipe.after_epoch(epoch)
+            metrics = {"train_loss": stats.loss, "train_acc": stats.accuracy, "lr": lr}
+            metrics.update(_evaluate_all(model, recipe, splits, int(trainer["eval_batch_size"]), device))
+            if epoch + 1 > logged_through:
+                logger.log_epoch(epoch + 1, metrics)
+            if _checkpoint_due(epoch + 1, cfg):
+                state = TrainingState(epoch + 1, step, model.state_dict(), recipe.state_dict(), capture_rng(generator))
+                store.save(state)
+        return metrics
+
+
+def _resume(store: "CheckpointStore", model: nn.Module, recipe: Recipe, generator: torch.Generator) -> tuple[int, int]:
+    """Restore the newest valid checkpoint of the run, if any; returns (completed epochs, steps taken)."""
+    state: Optional[TrainingState] = store.latest()
+    if state is None:
+        return 0, 0
+    model.load_state_dict(state.model)
+    recipe.load_state_dict(state.recipe)
+    restore_rng(state.rng, generator)
+    return state.epoch, state.step
+
+
+def _evaluate_all(model: nn.Module, recipe: Recipe, splits: DatasetSplits, batch_size: int, device: torch.device) -> dict[str, float]:
+    test_loss, test_acc = evaluate(model, splits.test_inputs, splits.test_targets, batch_size, device)
+    metrics = {"test_loss": test_loss, "test_acc": test_acc}
+    averaged = recipe.averaged_model(splits.train_inputs)
+    if averaged is not None:
+        metrics["test_loss_avg"], metrics["test_acc_avg"] = evaluate(
+            averaged, splits.test_inputs, splits.test_targets, batch_size, device
+        )
+        metrics["train_loss_avg"], metrics["train_acc_avg"] = evaluate(
+            averaged, splits.train_inputs, splits.train_targets, batch_size, device
+        )
+    return metrics
+
+
+def _checkpoint_due(completed_epochs: int, cfg: dict[str, Any]) -> bool:
+    every = int(cfg["checkpoint"]["every"])
+    return completed_epochs % every == 0 or completed_epochs == int(cfg["trainer"]["epochs"])
+
+
+def _inject_faults(faults: dict[str, Any], epoch: int, model: nn.Module) -> None:
+    """Test-only failures at the start of a 0-based epoch: an exception, or weights that make the loss nan."""
+    if faults.get("raise_at_epoch") == epoch:
+        raise RuntimeError(f"injected failure at epoch {epoch + 1}")
+    if faults.get("nan_at_epoch") == epoch:
+        with torch.no_grad():
+            next(model.parameters()).fill_(float("nan"))
