@@ -54,10 +54,18 @@ def _collect(session: SweepSession, trial: Trial, ref: Any) -> TrialOutcome:
     run_id = session.run_ids[trial.trial_id]
     try:
         return ray.get(ref)
-    except (ray.exceptions.RayError, RetryableTrialError) as error:
-        message = str(error).strip().splitlines()[0][:500] or type(error).__name__
+    except ray.exceptions.RayError as error:
+        message = _describe(error)
         session.tracker.fail_run(run_id, message)
         return TrialOutcome(trial.trial_id, run_id, "FAILED", {}, message)
+
+
+def _describe(error: ray.exceptions.RayError) -> str:
+    """One line on why a task failed for good: the trial's own exception, or how its worker died."""
+    cause = getattr(error, "cause", None)
+    if isinstance(error, ray.exceptions.RayTaskError) and cause is not None:
+        return f"{type(cause).__name__}: {cause}"[:2000]
+    return f"{type(error).__name__}: {str(error).strip().splitlines()[-1]}"[:2000]
 
 
 def _count_running(session: SweepSession, trials: Any) -> int:
