@@ -20,8 +20,8 @@ from orchestrator.settings import CONF_DIR
 def trial_task(cfg: DictConfig) -> str:
     session = active()
     trial = session.trial_for(to_container(cfg))
-    if trial.trial_id in session.finished:
-        return "FINISHED"
+    if trial.trial_id in session.skipped:
+        return "SKIPPED"
     from workers.training.trial import run_trial
 
     return run_trial(session.spec(trial)).state

@@ -26,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the trials of a sweep (default: the latest)")
     status.add_argument("sweep", nargs="?", help="sweep id or name")
     status.add_argument("overrides", nargs="*", help="tracking.* overrides")
+    resume = sub.add_parser("resume", help="re-launch the failed, stale and never-started trials of a sweep")
+    resume.add_argument("sweep", help="sweep id or name")
+    resume.add_argument("overrides", nargs="*", help="where-to-run overrides (tracking.*, cluster.*)")
     ui = sub.add_parser("ui", help="the MLflow UI on the configured store, on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("overrides", nargs="*", help="tracking.* overrides")
@@ -52,6 +55,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             sweep, overrides = _split_sweep_argument(args.sweep, args.overrides)
             return show_status(sweep, overrides, console)
+        if args.command == "resume":
+            from orchestrator.commands import resume_sweep
+
+            return resume_sweep(args.sweep, args.overrides, console)
         if args.command == "ui":
             from orchestrator.commands import serve_ui
 

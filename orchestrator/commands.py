@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from rich.console import Console
 
 from orchestrator.composition import composer, to_container
 from orchestrator.errors import UserError
 from orchestrator.mlflow_server import LocalMlflowServer
-from orchestrator.planning import plan_sweep
+from orchestrator.identity import UNSET, changed_keys, identity_config
+from orchestrator.planning import SweepPlan, plan_sweep
 from orchestrator.ray_cluster import check_reachable as check_ray_reachable, connect, resolve_address
 from orchestrator.status import FINISHED, render, trial_status
-from orchestrator.tracking import SweepTracker, TrackingTarget, check_reachable, resolve_target
+from orchestrator.tracking import SweepRecord, SweepTracker, TrackingTarget, check_reachable, resolve_target
 
 WHERE_TO_RUN_PREFIXES = ("tracking.", "cluster.", "tracking=", "cluster=")
 
@@ -32,42 +34,83 @@ def writable_store(target: TrackingTarget) -> Iterator[str]:
 
 
 def run_sweep(arguments: Sequence[str], multirun: bool, console: Console) -> int:
+    return launch(plan_sweep(arguments, multirun), console)
+
+
+def resume_sweep(sweep_id: str, overrides: Sequence[str], console: Console) -> int:
+    """Re-launch the failed, stale and never-started trials of a recorded sweep, each in its own run."""
+    config = _compose_all(overrides)
+    target = resolve_target(config["tracking"])
+    if target.uri:
+        check_reachable(target.uri)
+    record = SweepTracker(target.read_uri, target.experiment).sweep_record(sweep_id)
+    if record is None:
+        raise UserError(f"sweep {sweep_id!r}: no such sweep in {target.read_uri} (experiment {target.experiment!r})")
+    plan = plan_sweep([*record.arguments, *overrides, f"sweep.name={sweep_id}"], record.multirun)
+    return launch(plan, console, expected=record)
+
+
+def launch(plan: SweepPlan, console: Console, expected: Optional[SweepRecord] = None) -> int:
+    """Check every address, then create the runs and hand the trials to Hydra's launcher; returns the exit code."""
     from orchestrator.app import run_with_hydra
     from orchestrator.session import open_session
 
-    plan = plan_sweep(arguments, multirun)
     target = resolve_target(plan.settings["tracking"])
     if target.uri:
         check_reachable(target.uri)
     address = resolve_address(plan.settings["cluster"]) if plan.launcher == "ray" else None
     if address:
         check_ray_reachable(address)
-    console.print(f"sweep [bold]{plan.sweep_id}[/]: {len(plan.trials)} trial(s), launcher {plan.launcher}")
+    if expected is None:
+        expected = SweepTracker(target.read_uri, target.experiment).sweep_record(plan.sweep_id)
+    if expected is not None:
+        refuse_changed_base(expected, plan)
     with writable_store(target) as uri:
         if plan.launcher == "ray":
             connect(plan.settings["cluster"])
         tracker = SweepTracker(uri, target.experiment)
         session = open_session(plan, tracker, uri)
-        if session.finished:
-            console.print(f"skipping {len(session.finished)} finished trial(s)")
-        run_with_hydra(session)
+        skipped = len(plan.trials) - len(session.to_run)
+        console.print(f"sweep [bold]{plan.sweep_id}[/]: {len(plan.trials)} trial(s), {len(session.to_run)} to run"
+                      f"{f', skipping {skipped} finished or running' if skipped else ''}; launcher {plan.launcher}")
+        if session.to_run:
+            run_with_hydra(session)
         runs = tracker.trial_runs(plan.sweep_id)
-        statuses = [trial_status(runs[t.trial_id], plan.settings["tracking"]["heartbeat_timeout"]) for t in plan.trials]
+        timeout = plan.settings["tracking"]["heartbeat_timeout"]
+        statuses = [trial_status(runs[t.trial_id], timeout) for t in plan.trials]
         all_finished = all(s.state == FINISHED for s in statuses)
         tracker.finish_parent(session.parent_run_id, all_finished)
     render(statuses, f"sweep {plan.sweep_id}", console)
     failed = [s for s in statuses if s.state != FINISHED]
     if failed:
-        console.print(f"[red]{len(failed)} of {len(statuses)} trial(s) did not finish[/]")
+        console.print(f"[red]{len(failed)} of {len(statuses)} trial(s) did not finish[/]; "
+                      f"`sweep resume {plan.sweep_id}` re-runs them from their last checkpoints")
     return 0 if all_finished else 1
+
+
+def refuse_changed_base(record: SweepRecord, plan: SweepPlan) -> None:
+    """Existing trial ids must keep meaning the same computation: a changed base config is a new sweep."""
+    changed = changed_keys(record.base_identity, identity_config(plan.base_config))
+    if changed:
+        shown = ", ".join(f"{k}: {_show(a)} -> {_show(b)}" for k, a, b in changed)
+        raise UserError(f"sweep {plan.sweep_id}: the base config changed ({shown}); "
+                        "start a new sweep (another sweep.name) instead")
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is UNSET else json.dumps(value)
+
+
+def _compose_all(overrides: Sequence[str]) -> dict[str, Any]:
+    with composer() as compose:
+        return to_container(compose(list(overrides)))
 
 
 def _where_to_run(overrides: Sequence[str]) -> dict[str, Any]:
     bad = [o for o in overrides if not o.lstrip("+~").startswith(WHERE_TO_RUN_PREFIXES)]
     if bad:
         raise UserError(f"{bad[0]}: only tracking.* and cluster.* overrides are allowed here")
-    with composer() as compose:
-        return to_container(compose(list(overrides)))
+    return _compose_all(overrides)
 
 
 def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console) -> int:

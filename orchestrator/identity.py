@@ -42,13 +42,27 @@ def sweep_id(name: str | None, base_config: Mapping[str, Any], swept_keys: Seque
     return "sweep-" + stable_hash({"base": identity_config(base_config), "swept": sorted(swept_keys)}, 10)
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": "0.1"}``, for MLflow params."""
-    flat: dict[str, str] = {}
+def dotted(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": 0.1}``."""
+    flat: dict[str, Any] = {}
     for key, value in config.items():
-        name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
+            flat.update(dotted(value, f"{prefix}{key}."))
         else:
-            flat[name] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+            flat[f"{prefix}{key}"] = value
     return flat
+
+
+def flatten(config: Mapping[str, Any]) -> dict[str, str]:
+    """Dotted keys with string values, as MLflow params (lists as JSON)."""
+    return {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in dotted(config).items()}
+
+
+UNSET = object()
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) for every dotted key that differs; UNSET where a side lacks the key."""
+    old_flat, new_flat = dotted(old), dotted(new)
+    return [(k, old_flat.get(k, UNSET), new_flat.get(k, UNSET)) for k in sorted(old_flat.keys() | new_flat.keys())
+            if old_flat.get(k, UNSET) != new_flat.get(k, UNSET)]

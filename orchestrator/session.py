@@ -11,9 +11,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from orchestrator.identity import trial_id
+from orchestrator.identity import identity_config, trial_id
 from orchestrator.planning import SweepPlan, Trial
-from orchestrator.tracking import SweepTracker
+from orchestrator.status import FINISHED, RUNNING, trial_state
+from orchestrator.tracking import SweepRecord, SweepTracker
 from workers.spec import TrialSpec
 
 # Test-only fault injection: JSON mapping an override (e.g. "optimizer.lr=0.1") to worker faults
@@ -29,11 +30,12 @@ class SweepSession:
     worker_uri: str
     parent_run_id: str
     run_ids: dict[str, str]
-    finished: set[str] = field(default_factory=set)
+    # Trials left alone: finished, or running with a live heartbeat (another driver owns them).
+    skipped: set[str] = field(default_factory=set)
 
     @property
     def to_run(self) -> list[Trial]:
-        return [t for t in self.plan.trials if t.trial_id not in self.finished]
+        return [t for t in self.plan.trials if t.trial_id not in self.skipped]
 
     def trial_for(self, config: Mapping[str, Any]) -> Trial:
         tid = trial_id(config)
@@ -54,12 +56,16 @@ def _faults_for(trial: Trial) -> dict[str, Any]:
 
 
 def open_session(plan: SweepPlan, tracker: SweepTracker, worker_uri: str) -> SweepSession:
-    """Find or create the parent run and one child run per trial; finished trials are left alone."""
-    record = {"arguments": list(plan.arguments), "base_overrides": list(plan.base_overrides),
-              "swept_keys": list(plan.swept_keys), "multirun": plan.multirun}
+    """Find or create the parent run and one child run per trial.
+
+    Finished and live-running trials are left alone; failed, stale and never-started ones are scheduled again in
+    their existing runs, where they resume from their latest checkpoints.
+    """
+    record = SweepRecord(plan.arguments, plan.multirun, plan.swept_keys, identity_config(plan.base_config))
     parent = tracker.ensure_parent(plan.sweep_id, record)
     existing = tracker.trial_runs(plan.sweep_id)
-    run_ids, finished = {}, set()
+    timeout = plan.settings["tracking"]["heartbeat_timeout"]
+    run_ids, skipped = {}, set()
     for trial in plan.trials:
         run = existing.get(trial.trial_id)
         if run is None:
@@ -67,11 +73,11 @@ def open_session(plan: SweepPlan, tracker: SweepTracker, worker_uri: str) -> Swe
                                                                trial.config)
             continue
         run_ids[trial.trial_id] = run.info.run_id
-        if run.info.status == "FINISHED":
-            finished.add(trial.trial_id)
+        if trial_state(run, timeout) in (FINISHED, RUNNING):
+            skipped.add(trial.trial_id)
         else:
             tracker.mark_scheduled(run.info.run_id)
-    return SweepSession(plan, tracker, worker_uri, parent, run_ids, finished)
+    return SweepSession(plan, tracker, worker_uri, parent, run_ids, skipped)
 
 
 _active: Optional[SweepSession] = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
@@ -57,6 +58,25 @@ def check_reachable(uri: str) -> None:
         raise UserError(f"tracking.uri={uri}: unsupported scheme {scheme!r}; use http(s)://, sqlite:/// or a database URI")
 
 
+@dataclass(frozen=True)
+class SweepRecord:
+    """What the parent run remembers of a sweep, so that ``sweep resume`` can rebuild its plan."""
+
+    arguments: tuple[str, ...]
+    multirun: bool
+    swept_keys: tuple[str, ...]
+    # The part of the base config that decides results; a resume must not change it.
+    base_identity: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arguments": list(self.arguments), "multirun": self.multirun, "swept_keys": list(self.swept_keys),
+                "base_identity": self.base_identity}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SweepRecord":
+        return cls(tuple(data["arguments"]), bool(data["multirun"]), tuple(data["swept_keys"]), dict(data["base_identity"]))
+
+
 class SweepTracker:
     def __init__(self, uri: str, experiment: str) -> None:
         self.client = MlflowClient(uri)
@@ -96,7 +116,15 @@ class SweepTracker:
         runs = self._search(f"tags.{SWEEP_TAG} = '{sweep_id}' and tags.{KIND_TAG} = '{TRIAL_KIND}'")
         return {run.data.tags[TRIAL_TAG]: run for run in runs}
 
-    def ensure_parent(self, sweep_id: str, plan_record: Mapping[str, Any]) -> str:
+    def sweep_record(self, sweep_id: str) -> Optional[SweepRecord]:
+        parent = self.find_parent(sweep_id)
+        if parent is None:
+            return None
+        with tempfile.TemporaryDirectory() as scratch:
+            path = self.client.download_artifacts(parent.info.run_id, PLAN_ARTIFACT, scratch)
+            return SweepRecord.from_dict(json.loads(Path(path).read_text()))
+
+    def ensure_parent(self, sweep_id: str, record: SweepRecord) -> str:
         """The sweep's parent run (created on first launch), marked RUNNING; its plan record kept current."""
         parent = self.find_parent(sweep_id)
         if parent is None:
@@ -106,7 +134,7 @@ class SweepTracker:
         else:
             run_id = parent.info.run_id
             self.client.update_run(run_id, status="RUNNING")
-        self.client.log_dict(run_id, dict(plan_record), PLAN_ARTIFACT)
+        self.client.log_dict(run_id, record.to_dict(), PLAN_ARTIFACT)
         return run_id
 
     def create_trial_run(self, parent_run_id: str, sweep_id: str, trial_id: str, overrides: tuple[str, ...],

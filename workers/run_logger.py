@@ -6,8 +6,11 @@ environment.md), together with the heartbeat tag the orchestrator uses to tell a
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
@@ -25,13 +28,37 @@ class RunLogger:
 
     def mark_running(self) -> None:
         """Start (or restart, after a retry or resume) the run, counting the attempt."""
-        attempts = int(self.client.get_run(self.run_id).data.tags.get(ATTEMPT_TAG, "0")) + 1
+        tags = self.client.get_run(self.run_id).data.tags
+        attempts = int(tags.get(ATTEMPT_TAG, "0")) + 1
+        if ERROR_TAG in tags:
+            # The previous attempt's error; its traceback stays among the artifacts.
+            self.client.delete_tag(self.run_id, ERROR_TAG)
         self.client.update_run(self.run_id, status="RUNNING")
         self.client.log_batch(self.run_id, tags=[RunTag(ATTEMPT_TAG, str(attempts)),
                                                  RunTag(HEARTBEAT_TAG, f"{time.time():.3f}")])
 
     def heartbeat(self) -> None:
         self.client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
+
+    @contextmanager
+    def beating(self, interval: float) -> Iterator[None]:
+        """Heartbeats from a background thread, so that a long epoch never looks like a dead trial."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.heartbeat()
+                except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
+                    pass
+
+        thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         now = int(time.time() * 1000)
@@ -40,6 +67,10 @@ class RunLogger:
             metrics=[Metric(key, float(value), now, epoch) for key, value in metrics.items()],
             tags=[RunTag(HEARTBEAT_TAG, f"{time.time():.3f}"), RunTag(EPOCH_TAG, str(epoch))],
         )
+
+    def record_resume(self, resumed_from: int, recomputed: int) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag("resumed_from_epoch", str(resumed_from)),
+                                                 RunTag("recomputed_epochs", str(recomputed))])
 
     def last_logged_epoch(self) -> int:
         """The last epoch whose metrics the run holds (0 for none), so a resumed trial never logs one twice."""

@@ -29,10 +29,10 @@ class RayTrialLauncher(Launcher):
         loader = self.hydra_context.config_loader
         trials = [session.trial_for(to_container(loader.load_sweep_config(self.config, list(o))))
                   for o in job_overrides]
-        outcomes = run_on_ray(session, [t for t in trials if t.trial_id not in session.finished])
+        outcomes = run_on_ray(session, [t for t in trials if t.trial_id not in session.skipped])
         returns = []
         for overrides, trial in zip(job_overrides, trials):
             outcome = outcomes.get(trial.trial_id)
             returns.append(JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED,
-                                     _return_value=outcome.state if outcome else "FINISHED"))
+                                     _return_value=outcome.state if outcome else "SKIPPED"))
         return returns

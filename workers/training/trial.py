@@ -52,7 +52,8 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     logger.mark_running()
     logger.client.set_tag(spec.run_id, "worker_pid", str(os.getpid()))
     try:
-        metrics = _train(spec, logger)
+        with logger.beating(interval=max(1.0, float(spec.config["tracking"]["heartbeat_timeout"]) / 4)):
+            metrics = _train(spec, logger)
     except Exception as error:  # noqa: BLE001 - any trial error is recorded on the run, then reported
         message = f"{type(error).__name__}: {error}"
         if type(error).__name__ in spec.config["cluster"]["retry_exceptions"]:
@@ -78,6 +79,9 @@ def _train(spec: TrialSpec, logger: RunLogger) -> dict[str, float]:
         store = CheckpointStore(logger.client, spec.run_id, Path(scratch), keep=int(cfg["checkpoint"]["keep"]))
         epoch, step = _resume(store, model, recipe, generator)
         logged_through = logger.last_logged_epoch()
+        if logged_through:
+            # Epochs the run already has that this attempt computes again: at most checkpoint.every - 1.
+            logger.record_resume(resumed_from=epoch, recomputed=logged_through - epoch)
         metrics: dict[str, float] = {}
         for epoch in range(epoch, int(trainer["epochs"])):
             _inject_faults(spec.faults, epoch, model)

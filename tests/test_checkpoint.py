@@ -1,0 +1,97 @@
+"""Checkpoints: atomic, checksummed, kept in the run, corrupt ones skipped, resumed bit for bit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from orchestrator.planning import plan_sweep
+from orchestrator.tracking import SweepTracker
+from workers.spec import TrialSpec
+from workers.training.checkpoint import TrainingState, capture_rng, read_checkpoint, write_checkpoint
+from workers.training.checkpoint_store import CheckpointStore
+from workers.training.trial import run_trial
+
+
+def _state(epoch: int) -> TrainingState:
+    generator = torch.Generator().manual_seed(epoch)
+    return TrainingState(epoch, 10 * epoch, {"w": torch.full((3,), float(epoch))}, {"optimizer": {}}, capture_rng(generator))
+
+
+def test_checkpoint_round_trip_and_weights_only(tmp_path: Path) -> None:
+    path = write_checkpoint(_state(3), tmp_path)
+    assert path.name == "epoch_0003.pt"
+    assert not list(tmp_path.glob("*.tmp")), "written atomically: no temp file left"
+    state = read_checkpoint(path)
+    assert state.epoch == 3 and state.step == 30
+    assert torch.equal(state.model["w"], torch.full((3,), 3.0))
+    assert torch.load(path, weights_only=True)["epoch"] == 3
+
+
+def test_truncated_checkpoint_fails_its_checksum(tmp_path: Path) -> None:
+    path = write_checkpoint(_state(1), tmp_path)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        read_checkpoint(path)
+
+
+def _new_run(mlflow_uri: str, experiment: str) -> tuple[MlflowClient, str]:
+    client = MlflowClient(mlflow_uri)
+    experiment_id = client.create_experiment(experiment)
+    return client, client.create_run(experiment_id).info.run_id
+
+
+def test_store_keeps_the_newest_and_falls_back_past_a_corrupt_one(tmp_path: Path, mlflow_uri: str, experiment: str) -> None:
+    client, run_id = _new_run(mlflow_uri, experiment)
+    store = CheckpointStore(client, run_id, tmp_path, keep=2)
+    for epoch in (1, 2, 3):
+        store.save(_state(epoch))
+    assert store.epochs() == [2, 3], "only the newest `keep` checkpoints stay in the run"
+    assert client.get_run(run_id).data.tags["checkpoint_epoch"] == "3"
+
+    artifact_dir = Path(urlparse(client.get_run(run_id).info.artifact_uri).path) / "checkpoints"
+    newest = artifact_dir / "epoch_0003.pt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="epoch_0003.pt .* unusable .*falling back"):
+        state = CheckpointStore(client, run_id, tmp_path / "again", keep=2).latest()
+    assert state is not None and state.epoch == 2
+
+
+def _spec(tracker: SweepTracker, config: dict, faults: dict, run_id: str | None = None) -> TrialSpec:
+    if run_id is None:
+        run_id = tracker.create_trial_run(tracker.client.create_run(tracker.experiment_id(create=True)).info.run_id,
+                                          "bitwise", "t", ("x",), config)
+    return TrialSpec("t", "bitwise", run_id, tracker.uri, config, faults)
+
+
+def test_resumed_trial_ends_bit_for_bit_equal_to_an_uninterrupted_one(tmp_path: Path, mlflow_uri: str, experiment: str) -> None:
+    config = plan_sweep(["dataset=digits", "trainer.epochs=4", "checkpoint.every=1", "model.hidden_sizes=[32]",
+                         "dataset.subsample=600"], multirun=False).trials[0].config
+    tracker = SweepTracker(mlflow_uri, experiment)
+
+    straight = _spec(tracker, config, {})
+    assert run_trial(straight).state == "FINISHED"
+
+    interrupted = _spec(tracker, config, {"raise_at_epoch": 2})
+    outcome = run_trial(interrupted)
+    assert outcome.state == "FAILED" and outcome.error == "RuntimeError: injected failure at epoch 3"
+    assert tracker.client.get_run(interrupted.run_id).data.tags["error"] == outcome.error
+    resumed = _spec(tracker, config, {}, run_id=interrupted.run_id)
+    assert run_trial(resumed).state == "FINISHED"
+
+    finals = [torch.load(tracker.client.download_artifacts(spec.run_id, "checkpoints/epoch_0004.pt", str(tmp_path / spec.run_id)),
+                         weights_only=True) for spec in (straight, resumed)]
+    for key, tensor in finals[0]["model"].items():
+        assert torch.equal(tensor, finals[1]["model"][key]), key
+    assert torch.equal(finals[0]["rng"]["batches"], finals[1]["rng"]["batches"])
+    run = tracker.client.get_run(resumed.run_id)
+    assert run.data.tags["resumed_from_epoch"] == "2" and run.data.tags["attempts"] == "2"
+    assert "error" not in run.data.tags
+    for metric in ("train_loss", "test_acc", "lr"):
+        steps = [m.step for m in tracker.client.get_metric_history(resumed.run_id, metric)]
+        assert sorted(steps) == [1, 2, 3, 4], (metric, steps)
+    assert tracker.client.list_artifacts(resumed.run_id, "error")[0].path == "error/traceback.txt"
