@@ -66,10 +66,10 @@ def launch(plan: SweepPlan, console: Console, expected: Optional[SweepRecord] = 
     if expected is not None:
         refuse_changed_base(expected, plan)
     with writable_store(target) as uri:
-        if plan.launcher == "ray":
-            connect(plan.settings["cluster"])
         tracker = SweepTracker(uri, target.experiment)
         session = open_session(plan, tracker, uri)
+        if session.to_run and plan.launcher == "ray":
+            connect(plan.settings["cluster"])
         skipped = len(plan.trials) - len(session.to_run)
         console.print(f"sweep [bold]{plan.sweep_id}[/]: {len(plan.trials)} trial(s), {len(session.to_run)} to run"
                       f"{f', skipping {skipped} finished or running' if skipped else ''}; launcher {plan.launcher}")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import copy
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from hydra import compose, initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -15,22 +19,48 @@ from orchestrator.errors import UserError
 from orchestrator.schema import register_configs
 from orchestrator.settings import CONF_DIR
 
-Composer = Callable[[Sequence[str]], DictConfig]
+class Composer:
+    """Composes ``conf/config.yaml`` with overrides, the hydra node included.
+
+    A full Hydra composition costs about 0.1 s. Grid points that differ only in values share one composition
+    per combination of config-group choices, and get their value overrides applied by the same Hydra routine
+    that composition ends with, so a 64-point grid composes in a fraction of a second with identical results.
+    """
+
+    def __init__(self) -> None:
+        self._by_groups: dict[tuple[str, ...], DictConfig] = {}
+
+    def __call__(self, overrides: Sequence[str]) -> DictConfig:
+        try:
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        except (HydraException, OmegaConfBaseException) as error:
+            raise UserError(describe_composition_error(error, overrides)) from None
+
+    def point(self, overrides: Sequence[str]) -> DictConfig:
+        """A grid point's trial config, without Hydra's own node (``hydra.*`` overrides do not reach a trial)."""
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        groups = tuple(o.input_line for o in parsed if _is_group(o))
+        if groups not in self._by_groups:
+            self._by_groups[groups] = _without_hydra(self(groups))
+        cfg = copy.deepcopy(self._by_groups[groups])
+        values = [o for o in parsed if not _is_group(o) and not o.key_or_group.startswith("hydra.")]
+        try:
+            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+        except (HydraException, OmegaConfBaseException) as error:
+            raise UserError(describe_composition_error(error, overrides)) from None
+        return cfg
+
+
+def _is_group(override: Override) -> bool:
+    key = override.key_or_group
+    return "/" in key or (CONF_DIR / key).is_dir()
 
 
 @contextmanager
 def composer() -> Iterator[Composer]:
-    """A function composing ``conf/config.yaml`` with overrides, the hydra node included."""
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="sweep"):
-
-        def _compose(overrides: Sequence[str]) -> DictConfig:
-            try:
-                return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
-            except (HydraException, OmegaConfBaseException) as error:
-                raise UserError(describe_composition_error(error, overrides)) from None
-
-        yield _compose
+        yield Composer()
 
 
 def describe_composition_error(error: Exception, overrides: Sequence[str]) -> str:
@@ -67,13 +97,18 @@ def _first_line(text: str) -> str:
     return re.split(r"\n", str(text).strip(), maxsplit=1)[0]
 
 
-def to_container(cfg: DictConfig) -> dict:
-    """The trial's config as plain dicts: resolved, without Hydra's own node."""
+def _without_hydra(cfg: DictConfig) -> DictConfig:
     trial_cfg = cfg.copy()
     with open_dict(trial_cfg):
         trial_cfg.pop("hydra", None)
+    return trial_cfg
+
+
+def to_container(cfg: DictConfig) -> dict:
+    """The trial's config as plain dicts: resolved, without Hydra's own node."""
     try:
-        plain = OmegaConf.to_container(trial_cfg, resolve=True, throw_on_missing=True)
+        plain = OmegaConf.to_container(_without_hydra(cfg) if "hydra" in cfg else cfg, resolve=True,
+                                       throw_on_missing=True)
     except OmegaConfBaseException as error:
         raise UserError(f"{getattr(error, 'full_key', '')}: {_first_line(str(error))}") from None
     assert isinstance(plain, dict)

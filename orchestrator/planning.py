@@ -50,7 +50,7 @@ def plan_sweep(arguments: Sequence[str], multirun: bool) -> SweepPlan:
         base_config = to_container(base_cfg)
         trials: dict[str, Trial] = {}
         for point in grid.points:
-            config = to_container(compose(point))
+            config = to_container(compose.point(point))
             validate(config)
             tid = trial_id(config)
             if tid in trials:
