@@ -10,6 +10,8 @@ from typing import Any, Mapping, Sequence
 WHERE_TO_RUN_GROUPS = ("cluster", "tracking", "sweep", "hydra")
 # Keys inside otherwise computational groups that only place work.
 WHERE_TO_RUN_KEYS = {
+    # A path on this machine; the same files elsewhere are the same dataset.
+    "dataset": ("root",),
     "trainer": ("device", "eval_batch_size"),
     "spectrum": ("num_workers", "gpus_per_worker", "cpus_per_worker", "batch_size"),
     "checkpoint": ("every", "keep"),

@@ -1,4 +1,8 @@
-"""Range checks a type cannot express, on every composed grid point, before anything is launched."""
+"""Range checks a type cannot express, on every composed grid point, before anything is launched.
+
+The training groups (model, dataset, optimizer, schedule) are checked by the rules the workers themselves apply
+(:mod:`workers.training.config_checks`, which imports no torch); the rest here.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,18 @@ import re
 from typing import Any, Callable, Mapping
 
 from orchestrator.errors import UserError
+from workers.training.config_checks import check_training_config
 
 Check = tuple[str, Callable[[Any], bool], str]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 CHECKS: tuple[Check, ...] = (
-    ("optimizer.lr", lambda v: v > 0, "a number > 0"),
-    ("optimizer.weight_decay", lambda v: v >= 0, "a number >= 0"),
-    ("optimizer.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ("optimizer.eps", lambda v: v > 0, "a number > 0"),
-    ("optimizer.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
     ("trainer.epochs", lambda v: v >= 1, "an integer >= 1"),
     ("trainer.batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("trainer.eval_batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("trainer.device", lambda v: bool(_DEVICE.match(v)), "auto, cpu, cuda or cuda:N"),
     ("dataset.test_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
-    ("dataset.subsample", lambda v: v is None or v >= 1, "null or an integer >= 1"),
     ("cluster.num_cpus", lambda v: v > 0, "a number > 0"),
     ("cluster.num_gpus", lambda v: v >= 0, "a number >= 0"),
     ("cluster.max_retries", lambda v: v >= 0, "an integer >= 0"),
@@ -60,6 +59,10 @@ def validate(config: Mapping[str, Any]) -> None:
         present, value = _lookup(config, key)
         if present and not ok(value):
             raise UserError(f"{key}={_show(value)}: must be {allowed}")
+    try:
+        check_training_config(config)
+    except ValueError as error:
+        raise UserError(str(error)) from None
     epochs = config["trainer"]["epochs"]
     for epoch in config["spectrum"]["at_epochs"]:
         if not 1 <= epoch <= epochs:

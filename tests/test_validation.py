@@ -77,4 +77,4 @@ def test_status_of_unknown_sweep(mlflow_uri: str, capsys: pytest.CaptureFixture[
 
 def test_status_refuses_training_overrides(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "optimizer.lr=0.1"]) == 2
-    assert "only tracking.* and cluster.* overrides are allowed here" in capsys.readouterr().err
+    assert "optimizer.lr=0.1: only cluster.*, tracking.* overrides are allowed here" in capsys.readouterr().err

@@ -18,8 +18,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-CHECKSUM_SUFFIX = ".sha256"
-
+from workers.artifacts import CHECKSUM_SUFFIX, checkpoint_name
 
 @dataclass(frozen=True)
 class TrainingState:
@@ -30,18 +29,6 @@ class TrainingState:
     model: dict[str, Any]
     recipe: dict[str, Any]
     rng: dict[str, Any]
-
-
-def checkpoint_name(epoch: int) -> str:
-    return f"epoch_{epoch:04d}.pt"
-
-
-def epoch_of(name: str) -> Optional[int]:
-    """The epoch a checkpoint file name stands for, or None for other files."""
-    if not (name.startswith("epoch_") and name.endswith(".pt")):
-        return None
-    digits = name[len("epoch_") : -len(".pt")]
-    return int(digits) if digits.isdigit() else None
 
 
 def capture_rng(generator: torch.Generator) -> dict[str, Any]:

@@ -4,53 +4,60 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
-from workers.training.checkpoint import CHECKSUM_SUFFIX, TrainingState, epoch_of, read_checkpoint, write_checkpoint
-
-ARTIFACT_DIR = "checkpoints"
-
+from workers.artifacts import CHECKPOINT_DIR, CHECKSUM_SUFFIX, checkpoint_epochs, checkpoint_path
+from workers.training.checkpoint import TrainingState, read_checkpoint, write_checkpoint
 
 class CheckpointStore:
-    """Writes checkpoints locally, uploads them to the run, keeps the newest ``keep`` of them there."""
+    """Writes checkpoints locally, uploads them to the run, keeps the newest ``keep`` of them there.
 
-    def __init__(self, client: MlflowClient, run_id: str, scratch: Path, keep: int) -> None:
+    Checkpoints of ``protected`` epochs (those a spectrum is computed at) are never pruned.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, scratch: Path, keep: int,
+                 protected: Iterable[int] = ()) -> None:
         self.client = client
         self.run_id = run_id
         self.scratch = scratch
         self.keep = keep
+        self.protected = frozenset(protected)
 
     def save(self, state: TrainingState) -> None:
         path = write_checkpoint(state, self.scratch / "out")
-        self.client.log_artifact(self.run_id, str(path.with_name(path.name + CHECKSUM_SUFFIX)), ARTIFACT_DIR)
+        self.client.log_artifact(self.run_id, str(path.with_name(path.name + CHECKSUM_SUFFIX)), CHECKPOINT_DIR)
         # The checkpoint itself goes last: a checkpoint without its checksum file is never taken as valid.
-        self.client.log_artifact(self.run_id, str(path), ARTIFACT_DIR)
+        self.client.log_artifact(self.run_id, str(path), CHECKPOINT_DIR)
         self.client.set_tag(self.run_id, "checkpoint_epoch", str(state.epoch))
         self._prune()
 
     def epochs(self) -> list[int]:
-        names = (Path(info.path).name for info in self.client.list_artifacts(self.run_id, ARTIFACT_DIR))
-        return sorted(e for e in map(epoch_of, names) if e is not None)
+        return checkpoint_epochs(Path(info.path).name for info in self.client.list_artifacts(self.run_id, CHECKPOINT_DIR))
 
     def latest(self) -> Optional[TrainingState]:
         """The newest checkpoint of the run that verifies; each newer corrupt one is skipped with a warning."""
         for epoch in reversed(self.epochs()):
-            name = f"{ARTIFACT_DIR}/epoch_{epoch:04d}.pt"
             try:
-                path = Path(self.client.download_artifacts(self.run_id, name, str(self.scratch / "in")))
-                self.client.download_artifacts(self.run_id, name + CHECKSUM_SUFFIX, str(self.scratch / "in"))
-                return read_checkpoint(path)
+                return self.load(epoch)
             except Exception as error:  # noqa: BLE001 - any unreadable checkpoint falls back to the previous
-                warnings.warn(f"checkpoint {name} of run {self.run_id} is unusable ({error}); "
+                warnings.warn(f"checkpoint {checkpoint_path(epoch)} of run {self.run_id} is unusable ({error}); "
                               "falling back to the previous one", stacklevel=2)
         return None
+
+    def load(self, epoch: int) -> TrainingState:
+        """The verified checkpoint of ``epoch``; raises if it is missing, corrupt or truncated."""
+        name = checkpoint_path(epoch)
+        path = Path(self.client.download_artifacts(self.run_id, name, str(self.scratch / "in")))
+        self.client.download_artifacts(self.run_id, name + CHECKSUM_SUFFIX, str(self.scratch / "in"))
+        return read_checkpoint(path)
 
     def _prune(self) -> None:
         repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri)
         for epoch in self.epochs()[: -self.keep]:
-            name = f"{ARTIFACT_DIR}/epoch_{epoch:04d}.pt"
-            for artifact in (name, name + CHECKSUM_SUFFIX):
-                repo.delete_artifacts(artifact)
+            if epoch not in self.protected:
+                for artifact in (checkpoint_path(epoch), checkpoint_path(epoch) + CHECKSUM_SUFFIX):
+                    repo.delete_artifacts(artifact)
+

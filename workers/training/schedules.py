@@ -1,24 +1,79 @@
-"""Learning-rate schedules: a pure function of the epoch, applied at the start of each epoch."""
+"""Learning-rate schedules: a pure function of the epoch, applied at the start of each epoch.
+
+The paper's two schedules (appendix C.2) share one shape: the initial rate a0 while t/H <= 0.5, a linear decay
+to ``a0 * end_ratio`` over 0.5 < t/H <= 0.9, and that end rate afterwards.
+
+- eq. 21 (``swa_linear``, no iterate averaging): H = T, the epoch budget; end_ratio = r (0.01).
+- eq. 22 (``ia_linear``, with iterate averaging): H = T_avg, the epoch at which averaging starts;
+  end_ratio = a_avg / a0 (0.5). The appendix prints ``t/T`` inside eq. 22's middle branch while its
+  conditions read ``t/T_avg``; we use T_avg throughout, which is the only reading that is continuous.
+
+``t`` is the 0-based index of the epoch about to run, i.e. the number of epochs already completed. The paper
+takes the schedule from Izmailov et al. (2018), whose code evaluates it exactly so, and it is what the trainer
+passes to ``Recipe.set_epoch``: the first epoch runs at a0, and with T = 300 the rate reaches a0 * r at
+t/T = 0.9 (the epoch with index 270) and stays there through the last epoch (index 299).
+"""
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Optional
+
+from workers.training.config_checks import check_schedule
 
 Schedule = Callable[[int], float]
 
 
-def _constant(cfg: Mapping, lr0: float, total_epochs: int) -> Schedule:
+def linear_decay(lr0: float, horizon: int, end_ratio: float) -> Schedule:
+    """a0 until t/H = 0.5, linear to a0 * end_ratio at t/H = 0.9, constant after (eqs. 21 and 22).
+
+    The breakpoints are compared in integers (2t <= H, 10t <= 9H) and the decay fraction (t/H - 0.5) / 0.4 is
+    computed as (10t - 5H) / (4H), so t/H = 0.5 and 0.9 land exactly on their branch and the end rate is exact.
+    """
+
+    def rate(t: int) -> float:
+        if horizon == 0:
+            return lr0 * end_ratio
+        if 2 * t <= horizon:
+            return lr0
+        if 10 * t <= 9 * horizon:
+            return lr0 * (1 - (1 - end_ratio) * (10 * t - 5 * horizon) / (4 * horizon))
+        return lr0 * end_ratio
+
+    return rate
+
+
+def _constant(cfg: Mapping, lr0: float, total_epochs: int, avg_start_epoch: Optional[int]) -> Schedule:
     return lambda epoch: lr0
 
 
-BUILDERS: dict[str, Callable[[Mapping, float, int], Schedule]] = {
+def _swa_linear(cfg: Mapping, lr0: float, total_epochs: int, avg_start_epoch: Optional[int]) -> Schedule:
+    return linear_decay(lr0, total_epochs, float(cfg["final_ratio"]))
+
+
+def _ia_linear(cfg: Mapping, lr0: float, total_epochs: int, avg_start_epoch: Optional[int]) -> Schedule:
+    if avg_start_epoch is None:
+        raise ValueError("schedule=ia_linear needs iterate averaging: use optimizer=gadam, gadamx or swa")
+    return linear_decay(lr0, avg_start_epoch, float(cfg["avg_ratio"]))
+
+
+def _paper(cfg: Mapping, lr0: float, total_epochs: int, avg_start_epoch: Optional[int]) -> Schedule:
+    if avg_start_epoch is None:
+        return _swa_linear(cfg, lr0, total_epochs, None)
+    return _ia_linear(cfg, lr0, total_epochs, avg_start_epoch)
+
+
+BUILDERS: dict[str, Callable[[Mapping, float, int, Optional[int]], Schedule]] = {
     "constant": _constant,
+    "swa_linear": _swa_linear,
+    "ia_linear": _ia_linear,
+    "paper": _paper,
 }
 
 
-def build_schedule(cfg: Mapping, lr0: float, total_epochs: int) -> Schedule:
-    """The learning rate for epoch ``t`` (0-based), given the initial rate and the epoch budget."""
-    name = cfg["name"]
-    if name not in BUILDERS:
-        raise ValueError(f"schedule.name={name!r} is not known; allowed: {', '.join(sorted(BUILDERS))}")
-    return BUILDERS[name](cfg, lr0, total_epochs)
+def build_schedule(cfg: Mapping, lr0: float, total_epochs: int, *, avg_start_epoch: Optional[int] = None) -> Schedule:
+    """The learning rate for epoch ``t`` (0-based), given the initial rate and the epoch budget.
+
+    ``avg_start_epoch`` is T_avg when the optimizer averages iterates (the Recipe passes it), else None.
+    """
+    check_schedule(cfg)
+    return BUILDERS[cfg["name"]](cfg, lr0, total_epochs, avg_start_epoch)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from workers.run_logger import RunLogger
-from workers.spec import RetryableTrialError, TrialOutcome, TrialSpec
+from workers.spec import TRAINED, RetryableTrialError, TrialOutcome, TrialSpec, spectrum_epochs
 from workers.training.checkpoint import TrainingState, capture_rng, restore_rng
 from workers.training.checkpoint_store import CheckpointStore
 from workers.training.data import DatasetSplits, load_dataset
@@ -60,6 +60,9 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
             raise RetryableTrialError(message) from error
         logger.fail(message, traceback.format_exc())
         return TrialOutcome(spec.trial_id, spec.run_id, FAILED, {}, message)
+    if spec.config["spectrum"]["enabled"]:
+        # The run ends when its spectrum job does; a failed job fails the trial, and a resume re-runs it.
+        return TrialOutcome(spec.trial_id, spec.run_id, TRAINED, metrics)
     logger.finish()
     return TrialOutcome(spec.trial_id, spec.run_id, FINISHED, metrics)
 
@@ -76,7 +79,8 @@ def _train(spec: TrialSpec, logger: RunLogger) -> dict[str, float]:
     generator = torch.Generator().manual_seed(int(trainer["seed"]))
 
     with tempfile.TemporaryDirectory(prefix="trial-") as scratch:
-        store = CheckpointStore(logger.client, spec.run_id, Path(scratch), keep=int(cfg["checkpoint"]["keep"]))
+        store = CheckpointStore(logger.client, spec.run_id, Path(scratch), keep=int(cfg["checkpoint"]["keep"]),
+                                protected=spectrum_epochs(cfg))
         epoch, step = _resume(store, model, recipe, generator)
         logged_through = logger.last_logged_epoch()
         if logged_through:
@@ -126,7 +130,8 @@ def _evaluate_all(model: nn.Module, recipe: Recipe, splits: DatasetSplits, batch
 
 def _checkpoint_due(completed_epochs: int, cfg: dict[str, Any]) -> bool:
     every = int(cfg["checkpoint"]["every"])
-    return completed_epochs % every == 0 or completed_epochs == int(cfg["trainer"]["epochs"])
+    return (completed_epochs % every == 0 or completed_epochs == int(cfg["trainer"]["epochs"])
+            or completed_epochs in spectrum_epochs(cfg))
 
 
 def _inject_faults(faults: dict[str, Any], epoch: int, model: nn.Module) -> None:

@@ -70,7 +70,9 @@ def build_vgg(cfg: Mapping, input_shape: tuple[int, ...], num_classes: int) -> n
     stack = STACKS[depth]
     pools = stack.count(POOL)
     if height >> pools == 0 or width >> pools == 0:
-        raise ValueError(f"model=vgg16 halves the input {pools} times: {height}x{width} images are too small (need >= {1 << pools})")
+        raise ValueError(
+            f"model=vgg16 halves the input {pools} times: {height}x{width} images are too small (need >= {1 << pools})"
+        )
     features, out_channels = _features(stack, channels, float(cfg["width_factor"]))
     flat = out_channels * (height >> pools) * (width >> pools)
     return VGG(features, _classifier(flat, cfg["classifier_hidden"], float(cfg["dropout"]), num_classes))

@@ -1,0 +1,62 @@
+"""Trial configs composed from the real ``conf/`` tree, and a training loop batching as the trainer does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from orchestrator.schema import register_configs
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The models here are tiny: one thread is fastest, and several threads crawl when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def compose_trial(*overrides: str) -> dict:
+    """The plain-dict trial config ``sweep run`` would hand a worker for these overrides."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.fixture
+def trial_cfg() -> Callable[..., dict]:
+    return compose_trial
+
+
+def run_epoch(model, recipe, inputs, targets, epoch: int, batch_size: int, generator: torch.Generator,
+              augment=None, step: int = 0, on_step: Optional[Callable[[], None]] = None) -> int:
+    """One epoch: a seeded permutation, slices of in-memory tensors, forward/backward/step, the recipe's hooks."""
+    model.train()
+    order = torch.randperm(len(targets), generator=generator)
+    for start in range(0, len(targets), batch_size):
+        idx = order[start : start + batch_size]
+        x = inputs[idx] if augment is None else augment(inputs[idx], generator)
+        loss = F.cross_entropy(model(x), targets[idx])
+        recipe.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        recipe.optimizer.step()
+        recipe.after_step(epoch, step)
+        step += 1
+        if on_step is not None:
+            on_step()
+    return step
+
+
+@pytest.fixture
+def epoch_runner() -> Callable[..., int]:
+    return run_epoch

@@ -1,0 +1,164 @@
+"""Range checks of the training groups (model, dataset, optimizer, schedule) that a type cannot express.
+
+Pure Python, no torch: the builders call these inside a worker, and the control plane may call
+:func:`check_training_config` on every grid point before anything is launched. Each check raises a one-line
+``ValueError`` naming the key, its value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional
+
+Rule = tuple[str, Callable[[Any], bool], str]
+
+VGG_DEPTHS = (11, 13, 16, 19)
+FILE_DATASETS = ("mnist", "cifar10", "cifar100")
+# What ``dataset.root`` must hold for each dataset read from disk, and where to get it.
+DATASET_FILES = {
+    "mnist": "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte "
+             "(each optionally .gz)",
+    "cifar10": "cifar-10-batches-py/ (data_batch_1 ... data_batch_5, test_batch)",
+    "cifar100": "cifar-100-python/ (train, test)",
+}
+DATASET_SOURCES = {
+    "mnist": "http://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it)",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz (extract it)",
+}
+PACKAGED_DATASETS = ("mnist5k", "digits")
+AUGMENTED_DATASETS = ("cifar10", "cifar100")
+AVERAGING_EVERY = ("epoch", "step")
+
+_POSITIVE_INTS = (lambda v: all(int(w) >= 1 for w in v), "a list of integers >= 1")
+
+MODEL_RULES: dict[str, tuple[Rule, ...]] = {
+    "mlp": (
+        ("hidden_sizes", *_POSITIVE_INTS),
+        ("activation", lambda v: v in ("relu", "tanh", "gelu"), "relu, tanh or gelu"),
+    ),
+    "vgg16": (
+        ("depth", lambda v: v in VGG_DEPTHS, "11, 13, 16 or 19"),
+        ("width_factor", lambda v: v > 0, "a number > 0"),
+        ("classifier_hidden", *_POSITIVE_INTS),
+        ("dropout", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ),
+    "preresnet164": (("depth", lambda v: v >= 11 and (v - 2) % 9 == 0, "9n+2 with n >= 1 (11, 20, ..., 164)"),),
+    "wideresnet28x10": (
+        ("depth", lambda v: v >= 10 and (v - 4) % 6 == 0, "6n+4 with n >= 1 (10, 16, 22, 28, ...)"),
+        ("widen_factor", lambda v: v >= 1, "an integer >= 1"),
+        ("dropout", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ),
+}
+
+_ADAM_RULES: tuple[Rule, ...] = (
+    ("betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    ("eps", lambda v: v > 0, "a number > 0"),
+)
+_SGD_RULES: tuple[Rule, ...] = (("momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),)
+OPTIMIZER_RULES: dict[str, tuple[Rule, ...]] = {
+    "sgd": _SGD_RULES,
+    "swa": _SGD_RULES,
+    "adam": _ADAM_RULES,
+    "adamw": _ADAM_RULES,
+    "gadam": _ADAM_RULES,
+    "gadamx": _ADAM_RULES + (("p", lambda v: 0 < v <= 0.5, "a number in (0, 0.5]"),),
+}
+_COMMON_OPTIMIZER_RULES: tuple[Rule, ...] = (
+    ("lr", lambda v: v > 0, "a number > 0"),
+    ("weight_decay", lambda v: v >= 0, "a number >= 0"),
+)
+
+_RATIO = (lambda v: 0 < v <= 1, "a number in (0, 1]")
+SCHEDULE_RULES: dict[str, tuple[Rule, ...]] = {
+    "constant": (),
+    "swa_linear": (("final_ratio", *_RATIO),),
+    "ia_linear": (("avg_ratio", *_RATIO),),
+    "paper": (("final_ratio", *_RATIO), ("avg_ratio", *_RATIO)),
+}
+
+
+def _show(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def _known(group: str, name: str, allowed) -> None:
+    if name not in allowed:
+        raise ValueError(f"{group}.name={name}: not known; allowed: {', '.join(sorted(allowed))}")
+
+
+def _apply(group: str, cfg: Mapping, rules: tuple[Rule, ...]) -> None:
+    for key, ok, allowed in rules:
+        if key not in cfg:
+            raise ValueError(f"{group}.{key} is missing: {group}={cfg['name']} needs it ({allowed})")
+        if not ok(cfg[key]):
+            raise ValueError(f"{group}.{key}={_show(cfg[key])}: must be {allowed}")
+
+
+def check_model(cfg: Mapping) -> None:
+    _known("model", cfg["name"], MODEL_RULES)
+    _apply("model", cfg, MODEL_RULES[cfg["name"]])
+
+
+def check_dataset(cfg: Mapping) -> None:
+    name = cfg["name"]
+    _known("dataset", name, FILE_DATASETS + PACKAGED_DATASETS)
+    if name in FILE_DATASETS and not cfg.get("root"):
+        raise ValueError(
+            f"dataset.root=null: dataset={name} needs dataset.root=DIR, a directory holding {DATASET_FILES[name]}; "
+            f"get them from {DATASET_SOURCES[name]}"
+        )
+    if cfg.get("augment") and name not in AUGMENTED_DATASETS:
+        allowed = " and ".join(AUGMENTED_DATASETS)
+        raise ValueError(f"dataset.augment=true: crops and flips are for {allowed} only, not {name}")
+    subsample = cfg.get("subsample")
+    if subsample is not None and subsample < 1:
+        raise ValueError(f"dataset.subsample={subsample}: must be null or an integer >= 1")
+
+
+def check_optimizer(cfg: Mapping) -> None:
+    _known("optimizer", cfg["name"], OPTIMIZER_RULES)
+    _apply("optimizer", cfg, _COMMON_OPTIMIZER_RULES + OPTIMIZER_RULES[cfg["name"]])
+    averaging = cfg.get("averaging") or {}
+    if averaging.get("every", "epoch") not in AVERAGING_EVERY:
+        raise ValueError(f"optimizer.averaging.every={averaging['every']}: must be epoch or step")
+    start = averaging.get("start_epoch")
+    if start is not None and start < 0:
+        raise ValueError(f"optimizer.averaging.start_epoch={start}: must be null or an integer >= 0")
+
+
+def check_schedule(cfg: Mapping) -> None:
+    _known("schedule", cfg["name"], SCHEDULE_RULES)
+    _apply("schedule", cfg, SCHEDULE_RULES[cfg["name"]])
+
+
+def averaging_start_epoch(optimizer_cfg: Mapping, total_epochs: int) -> Optional[int]:
+    """T_avg: the number of completed epochs after which iterates join the average; None without averaging."""
+    averaging = optimizer_cfg.get("averaging") or {}
+    if not averaging.get("enabled", False):
+        return None
+    start = averaging.get("start_epoch")
+    return total_epochs // 2 if start is None else int(start)
+
+
+def check_recipe_config(cfg: Mapping) -> None:
+    """The optimizer and schedule groups, and how they fit the epoch budget."""
+    check_optimizer(cfg["optimizer"])
+    check_schedule(cfg["schedule"])
+    epochs = int(cfg["trainer"]["epochs"])
+    start = averaging_start_epoch(cfg["optimizer"], epochs)
+    if start is not None and start >= epochs:
+        raise ValueError(
+            f"optimizer.averaging.start_epoch={start}: must be below trainer.epochs={epochs}, or averaging never starts"
+        )
+    if cfg["schedule"]["name"] == "ia_linear" and start is None:
+        raise ValueError(
+            f"schedule=ia_linear needs iterate averaging, which optimizer={cfg['optimizer']['name']} has off; "
+            "use optimizer=gadam, gadamx or swa, or schedule=swa_linear"
+        )
+
+
+def check_training_config(cfg: Mapping) -> None:
+    """Every training group of a whole trial config (model, dataset, optimizer, schedule, trainer.epochs)."""
+    check_model(cfg["model"])
+    check_dataset(cfg["dataset"])
+    check_recipe_config(cfg)
