@@ -22,9 +22,15 @@ def trial_task(cfg: DictConfig) -> str:
     trial = session.trial_for(to_container(cfg))
     if trial.trial_id in session.skipped:
         return "SKIPPED"
+    from workers.spec import TRAINED
     from workers.training.trial import run_trial
 
-    return run_trial(session.spec(trial)).state
+    outcome = run_trial(session.spec(trial))
+    if outcome.state == TRAINED:
+        from workers.spectrum_job import run_spectrum_job
+
+        outcome = run_spectrum_job(session.spectrum_spec(trial))
+    return outcome.state
 
 
 def run_with_hydra(session: SweepSession) -> None:

@@ -29,6 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="re-launch the failed, stale and never-started trials of a sweep")
     resume.add_argument("sweep", help="sweep id or name")
     resume.add_argument("overrides", nargs="*", help="where-to-run overrides (tracking.*, cluster.*)")
+    spectrum = sub.add_parser("spectrum", help="Lanczos / SLQ spectrum of a stored checkpoint of a trial run")
+    spectrum.add_argument("run_id", help="MLflow run id of a trial")
+    spectrum.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: the latest)")
+    spectrum.add_argument("overrides", nargs="*", help="spectrum.*, tracking.* and cluster.* overrides")
     ui = sub.add_parser("ui", help="the MLflow UI on the configured store, on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("overrides", nargs="*", help="tracking.* overrides")
@@ -44,7 +48,13 @@ def _split_sweep_argument(sweep: Optional[str], overrides: list[str]) -> tuple[O
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     apply_local_only_env()
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # Overrides may follow options (`sweep spectrum RUN --epoch 3 spectrum.steps=50`): argparse leaves them over.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if a.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = [*args.overrides, *extra]
     try:
         if args.command == "run":
             from orchestrator.commands import run_sweep
@@ -59,6 +69,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from orchestrator.commands import resume_sweep
 
             return resume_sweep(args.sweep, args.overrides, console)
+        if args.command == "spectrum":
+            from orchestrator.commands import spectrum_of_run
+
+            return spectrum_of_run(args.run_id, args.epoch, args.overrides, console)
         if args.command == "ui":
             from orchestrator.commands import serve_ui
 

@@ -13,13 +13,16 @@ from rich.console import Console
 from orchestrator.composition import composer, to_container
 from orchestrator.errors import UserError
 from orchestrator.mlflow_server import LocalMlflowServer
+from orchestrator.grid_plot import log_metric_across_grid
 from orchestrator.identity import UNSET, changed_keys, identity_config
 from orchestrator.planning import SweepPlan, plan_sweep
 from orchestrator.ray_cluster import check_reachable as check_ray_reachable, connect, resolve_address
 from orchestrator.status import FINISHED, render, trial_status
+from orchestrator.validation import validate
 from orchestrator.tracking import SweepRecord, SweepTracker, TrackingTarget, check_reachable, resolve_target
 
 WHERE_TO_RUN_PREFIXES = ("tracking.", "cluster.", "tracking=", "cluster=")
+SPECTRUM_PREFIXES = (*WHERE_TO_RUN_PREFIXES, "spectrum.")
 
 
 @contextmanager
@@ -79,6 +82,8 @@ def launch(plan: SweepPlan, console: Console, expected: Optional[SweepRecord] = 
         timeout = plan.settings["tracking"]["heartbeat_timeout"]
         statuses = [trial_status(runs[t.trial_id], timeout) for t in plan.trials]
         all_finished = all(s.state == FINISHED for s in statuses)
+        if any(t.config["spectrum"]["enabled"] for t in plan.trials):
+            log_metric_across_grid(tracker.client, session.parent_run_id, plan.trials, runs, "lambda_max")
         tracker.finish_parent(session.parent_run_id, all_finished)
     render(statuses, f"sweep {plan.sweep_id}", console)
     failed = [s for s in statuses if s.state != FINISHED]
@@ -106,11 +111,25 @@ def _compose_all(overrides: Sequence[str]) -> dict[str, Any]:
         return to_container(compose(list(overrides)))
 
 
-def _where_to_run(overrides: Sequence[str]) -> dict[str, Any]:
-    bad = [o for o in overrides if not o.lstrip("+~").startswith(WHERE_TO_RUN_PREFIXES)]
+def spectrum_of_run(run_id: str, epoch: Optional[int], overrides: Sequence[str], console: Console) -> int:
+    """`sweep spectrum RUN_ID`: a spectrum job on a stored checkpoint of a trial run, logged into that run."""
+    from orchestrator.spectrum_command import launch_spectrum
+
+    config = _compose_all(["spectrum=slq", *_only(overrides, SPECTRUM_PREFIXES)])
+    validate(config)
+    return launch_spectrum(run_id, epoch, config, console)
+
+
+def _only(overrides: Sequence[str], prefixes: tuple[str, ...]) -> list[str]:
+    bad = [o for o in overrides if not o.lstrip("+~").startswith(prefixes)]
     if bad:
-        raise UserError(f"{bad[0]}: only tracking.* and cluster.* overrides are allowed here")
-    return _compose_all(overrides)
+        allowed = ", ".join(sorted({p.rstrip(".=") + ".*" for p in prefixes}))
+        raise UserError(f"{bad[0]}: only {allowed} overrides are allowed here")
+    return list(overrides)
+
+
+def _where_to_run(overrides: Sequence[str]) -> dict[str, Any]:
+    return _compose_all(_only(overrides, WHERE_TO_RUN_PREFIXES))
 
 
 def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console) -> int:

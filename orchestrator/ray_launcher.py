@@ -1,9 +1,13 @@
-"""Run trials as Ray tasks, all in flight at once as far as the cluster's resources allow."""
+"""Run trials as Ray tasks, all in flight at once as far as the cluster's resources allow.
+
+A trial with ``spectrum.enabled`` is two tasks: training, then (once training has released its resources) the
+spectrum job, with the spectrum's own resources; the trial's run ends when the second does.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import ray
 from rich.console import Console
@@ -11,9 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from orchestrator.planning import Trial
 from orchestrator.session import SweepSession
-from workers.spec import RetryableTrialError, TrialOutcome, TrialSpec
+from workers.spec import TRAINED, RetryableTrialError, SpectrumJobSpec, TrialOutcome, TrialSpec
 
 POLL_S = 2.0
+TRAIN, SPECTRUM = "train", "spectrum"
 
 
 def _execute_trial(spec: TrialSpec) -> TrialOutcome:
@@ -23,13 +28,29 @@ def _execute_trial(spec: TrialSpec) -> TrialOutcome:
     return run_trial(spec)
 
 
+def _execute_spectrum(spec: SpectrumJobSpec) -> TrialOutcome:
+    from workers.spectrum_job import run_spectrum_job
+
+    return run_spectrum_job(spec)
+
+
+def spectrum_task(spectrum: Mapping[str, Any]) -> Any:
+    """One worker computes in its own process with the worker's resources; a sharded job is a coordinator that
+    holds no resources while its placement group of ``num_workers`` workers does the products."""
+    single = spectrum["num_workers"] == 1
+    return ray.remote(_execute_spectrum).options(
+        num_cpus=spectrum["cpus_per_worker"] if single else 0, num_gpus=spectrum["gpus_per_worker"] if single else 0,
+        max_retries=1, name="spectrum",
+    )
+
+
 def run_on_ray(session: SweepSession, trials: list[Trial], console: Console | None = None) -> dict[str, TrialOutcome]:
     cluster = session.plan.settings["cluster"]
-    task = ray.remote(_execute_trial).options(
+    train = ray.remote(_execute_trial).options(
         num_cpus=cluster["num_cpus"], num_gpus=cluster["num_gpus"], max_retries=cluster["max_retries"],
         retry_exceptions=[RetryableTrialError], name="trial",
     )
-    pending = {task.remote(session.spec(t)): t for t in trials}
+    pending = {train.remote(session.spec(t)): (t, TRAIN) for t in trials}
     outcomes: dict[str, TrialOutcome] = {}
     with _progress(console) as progress:
         bar = progress.add_task("", total=len(trials))
@@ -37,38 +58,44 @@ def run_on_ray(session: SweepSession, trials: list[Trial], console: Console | No
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
             for ref in done:
-                trial = pending.pop(ref)
-                outcomes[trial.trial_id] = _collect(session, trial, ref)
+                trial, stage = pending.pop(ref)
+                outcome = _collect(session, trial, ref)
+                if stage == TRAIN and outcome.state == TRAINED:
+                    job = spectrum_task(trial.config["spectrum"]).remote(session.spectrum_spec(trial))
+                    pending[job] = (trial, SPECTRUM)
+                else:
+                    outcomes[trial.trial_id] = outcome
             if time.monotonic() >= next_poll or done:
-                running = _count_running(session, pending.values())
+                in_flight = [t for t, _ in pending.values()]
+                running = _count_running(session, in_flight)
                 failed = sum(o.state != "FINISHED" for o in outcomes.values())
                 progress.update(bar, completed=len(outcomes), description=(
-                    f"queued {len(pending) - running} | running {running} | "
+                    f"queued {len(in_flight) - running} | running {running} | "
                     f"finished {len(outcomes) - failed} | failed {failed}"))
                 next_poll = time.monotonic() + POLL_S
     return outcomes
 
 
 def _collect(session: SweepSession, trial: Trial, ref: Any) -> TrialOutcome:
-    """The trial's outcome; a task that died for good (retries used up) ends its run FAILED here."""
+    """The task's outcome; a task that died for good (retries used up) ends its run FAILED here."""
     run_id = session.run_ids[trial.trial_id]
     try:
         return ray.get(ref)
     except ray.exceptions.RayError as error:
-        message = _describe(error)
+        message = describe_failure(error)
         session.tracker.fail_run(run_id, message)
         return TrialOutcome(trial.trial_id, run_id, "FAILED", {}, message)
 
 
-def _describe(error: ray.exceptions.RayError) -> str:
-    """One line on why a task failed for good: the trial's own exception, or how its worker died."""
+def describe_failure(error: ray.exceptions.RayError) -> str:
+    """One line on why a task failed for good: the task's own exception, or how its worker died."""
     cause = getattr(error, "cause", None)
     if isinstance(error, ray.exceptions.RayTaskError) and cause is not None:
         return f"{type(cause).__name__}: {cause}"[:2000]
     return f"{type(error).__name__}: {str(error).strip().splitlines()[-1]}"[:2000]
 
 
-def _count_running(session: SweepSession, trials: Any) -> int:
+def _count_running(session: SweepSession, trials: list[Trial]) -> int:
     waiting = {session.run_ids[t.trial_id] for t in trials}
     if not waiting:
         return 0

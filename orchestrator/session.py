@@ -15,7 +15,7 @@ from orchestrator.identity import identity_config, trial_id
 from orchestrator.planning import SweepPlan, Trial
 from orchestrator.status import FINISHED, RUNNING, trial_state
 from orchestrator.tracking import SweepRecord, SweepTracker
-from workers.spec import TrialSpec
+from workers.spec import SpectrumJobSpec, TrialSpec, spectrum_epochs
 
 # Test-only fault injection: JSON mapping an override (e.g. "optimizer.lr=0.1") to worker faults
 # ({"raise_at_epoch": 1} or {"nan_at_epoch": 1}); not part of any trial's identity.
@@ -44,6 +44,10 @@ class SweepSession:
     def spec(self, trial: Trial) -> TrialSpec:
         return TrialSpec(trial.trial_id, self.plan.sweep_id, self.run_ids[trial.trial_id], self.worker_uri,
                          trial.config, _faults_for(trial))
+
+    def spectrum_spec(self, trial: Trial) -> SpectrumJobSpec:
+        return SpectrumJobSpec(self.run_ids[trial.trial_id], self.worker_uri, trial.config,
+                               spectrum_epochs(trial.config), finishes_trial=True)
 
 
 def _faults_for(trial: Trial) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from orchestrator.errors import UserError
 from orchestrator.identity import flatten
 from orchestrator.mlflow_server import is_healthy, local_store
+from workers.artifacts import TRIAL_CONFIG
 
 SWEEP_TAG, TRIAL_TAG, KIND_TAG, OVERRIDES_TAG = "sweep_id", "trial_id", "kind", "overrides"
 PARENT_KIND, TRIAL_KIND = "sweep", "trial"
@@ -146,6 +147,7 @@ class SweepTracker:
         params = [Param(k, v[:6000]) for k, v in sorted(flatten(config).items())]
         for start in range(0, len(params), PARAM_BATCH):
             self.client.log_batch(run.info.run_id, params=params[start : start + PARAM_BATCH])
+        self.client.log_dict(run.info.run_id, dict(config), TRIAL_CONFIG)
         self.client.update_run(run.info.run_id, status="SCHEDULED")
         return run.info.run_id
 

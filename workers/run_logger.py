@@ -10,7 +10,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
@@ -61,11 +61,15 @@ class RunLogger:
             thread.join()
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """A training epoch's metrics, and the epoch reached."""
+        self.log_metrics(epoch, metrics, [RunTag(EPOCH_TAG, str(epoch))])
+
+    def log_metrics(self, step: int, metrics: dict[str, float], tags: Sequence[RunTag] = ()) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(
             self.run_id,
-            metrics=[Metric(key, float(value), now, epoch) for key, value in metrics.items()],
-            tags=[RunTag(HEARTBEAT_TAG, f"{time.time():.3f}"), RunTag(EPOCH_TAG, str(epoch))],
+            metrics=[Metric(key, float(value), now, step) for key, value in metrics.items()],
+            tags=[RunTag(HEARTBEAT_TAG, f"{time.time():.3f}"), *tags],
         )
 
     def record_resume(self, resumed_from: int, recomputed: int) -> None:

@@ -22,8 +22,32 @@ class TrialSpec:
     faults: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SpectrumJobSpec:
+    """Spectra of a trial's stored checkpoints, logged into the trial's run."""
+
+    run_id: str
+    tracking_uri: str
+    # The trial's resolved config; its ``spectrum`` node holds the settings.
+    config: dict[str, Any]
+    epochs: tuple[int, ...]
+    # True when the job completes a sweep trial (the run ends FINISHED); False for `sweep spectrum`.
+    finishes_trial: bool
+
+
+def spectrum_epochs(config: dict[str, Any]) -> tuple[int, ...]:
+    """The epochs a sweep trial computes spectra at (the listed ones and the last); none when disabled."""
+    if not config["spectrum"]["enabled"]:
+        return ()
+    return tuple(sorted({*config["spectrum"]["at_epochs"], int(config["trainer"]["epochs"])}))
+
+
 class RetryableTrialError(RuntimeError):
     """A trial error whose class the sweep lists in ``cluster.retry_exceptions``: Ray retries the task."""
+
+
+# A trial whose training is done and whose spectrum job is still to run.
+TRAINED = "TRAINED"
 
 
 @dataclass(frozen=True)
