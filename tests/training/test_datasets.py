@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from dataset_files import legacy_pickle, write_cifar
 from workers.training.augment import RandomCropFlip
 from workers.training.data import load_dataset
 
@@ -99,37 +100,13 @@ def test_malformed_mnist_file_is_named(tmp_path: Path, corrupt, message: str) ->
 
 
 # --- CIFAR python batches -------------------------------------------------------------------------------------
-def _legacy_pickle(batch: dict) -> bytes:
-    """Pickle protocol 2 naming numpy.core.multiarray, as the files on the CIFAR site (numpy 1.x) do."""
-    return pickle.dumps(batch, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
-
-
-def _write_cifar(root: Path, name: str, per_file: int = 3) -> dict[str, tuple[np.ndarray, list[int]]]:
-    rng = np.random.default_rng(1)
-    folder, files, key, classes = {
-        "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], b"labels", 10),
-        "cifar100": ("cifar-100-python", ["train", "test"], b"fine_labels", 100),
-    }[name]
-    (root / folder).mkdir(parents=True, exist_ok=True)
-    written = {}
-    for index, file in enumerate(files):
-        data = rng.integers(0, 256, (per_file, 3072)).astype(np.uint8)
-        labels = [int(v) for v in (np.arange(per_file) * 7 + index) % classes]
-        batch = {b"batch_label": b"batch", b"data": data, key: labels, b"filenames": [b"x.png"] * per_file}
-        if name == "cifar100":
-            batch[b"coarse_labels"] = [v // 5 for v in labels]
-        (root / folder / file).write_bytes(_legacy_pickle(batch))
-        written[file] = (data, labels)
-    return written
-
-
 @pytest.mark.parametrize(
     ("name", "mean", "std"),
     [("cifar10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
      ("cifar100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))],
 )
 def test_cifar_reads_the_python_batches(tmp_path: Path, name: str, mean, std) -> None:
-    written = _write_cifar(tmp_path, name)
+    written = write_cifar(tmp_path, name)
     splits = load_dataset(_cfg(name, root=str(tmp_path)))
     train_files = [f for f in written if f not in ("test_batch", "test")]
     test_file = "test_batch" if name == "cifar10" else "test"
@@ -146,13 +123,13 @@ def test_cifar_reads_the_python_batches(tmp_path: Path, name: str, mean, std) ->
 
 
 def test_cifar_root_may_be_the_extracted_folder_itself(tmp_path: Path) -> None:
-    _write_cifar(tmp_path, "cifar100")
+    write_cifar(tmp_path, "cifar100")
     splits = load_dataset(_cfg("cifar100", root=str(tmp_path / "cifar-100-python")))
     assert len(splits.train_targets) == 3
 
 
 def test_missing_cifar_files_are_one_line_naming_files_directory_and_source(tmp_path: Path) -> None:
-    _write_cifar(tmp_path, "cifar10")
+    write_cifar(tmp_path, "cifar10")
     (tmp_path / "cifar-10-batches-py" / "data_batch_4").unlink()
     with pytest.raises(ValueError) as error:
         load_dataset(_cfg("cifar10", root=str(tmp_path)))
@@ -163,7 +140,7 @@ def test_missing_cifar_files_are_one_line_naming_files_directory_and_source(tmp_
 
 
 def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
-    _write_cifar(tmp_path, "cifar100")
+    write_cifar(tmp_path, "cifar100")
 
     class Exploit:
         def __reduce__(self):
@@ -175,16 +152,16 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
 
 
 def test_malformed_cifar_batch_is_named(tmp_path: Path) -> None:
-    _write_cifar(tmp_path, "cifar100")
+    write_cifar(tmp_path, "cifar100")
     path = tmp_path / "cifar-100-python" / "test"
-    path.write_bytes(_legacy_pickle({b"data": np.zeros((2, 100), np.uint8), b"fine_labels": [0, 1]}))
+    path.write_bytes(legacy_pickle({b"data": np.zeros((2, 100), np.uint8), b"fine_labels": [0, 1]}))
     with pytest.raises(ValueError, match=r"data of shape \(2, 100\) with 2 labels, expected \(N, 3072\)"):
         load_dataset(_cfg("cifar100", root=str(tmp_path)))
 
 
 # --- augmentation ---------------------------------------------------------------------------------------------
 def test_augmentation_is_on_for_cifar_when_asked(tmp_path: Path) -> None:
-    _write_cifar(tmp_path, "cifar10")
+    write_cifar(tmp_path, "cifar10")
     assert load_dataset(_cfg("cifar10", root=str(tmp_path), augment=False)).augment is None
     augment = load_dataset(_cfg("cifar10", root=str(tmp_path), augment=True)).augment
     assert isinstance(augment, RandomCropFlip) and augment.padding == 4
