@@ -49,7 +49,7 @@ def expand_grid(arguments: Sequence[str], sweeper_params: Mapping[str, str], mul
     base = tuple(o.input_line for o in final if not o.is_sweep_override())
     try:
         (points,) = BasicSweeper.split_arguments(final, None)
-    except HydraException as error:
+    except HydraException:
         bad = next(o.input_line for o in swept if not o.is_discrete_sweep())
         raise UserError(f"{bad}: not a grid; use a comma list, range() or choice()") from None
     return Grid(base, tuple(o.get_key_element() for o in swept), tuple(tuple(p) for p in points))

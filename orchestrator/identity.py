@@ -13,7 +13,8 @@ WHERE_TO_RUN_KEYS = {
     # A path on this machine; the same files elsewhere are the same dataset.
     "dataset": ("root",),
     "trainer": ("device", "eval_batch_size"),
-    "spectrum": ("num_workers", "gpus_per_worker", "cpus_per_worker", "batch_size"),
+    # Not spectrum.batch_size: with BatchNorm in train mode the batches are part of the operator.
+    "spectrum": ("num_workers", "gpus_per_worker", "cpus_per_worker"),
     "checkpoint": ("every", "keep"),
 }
 

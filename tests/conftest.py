@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -42,11 +39,3 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def experiment() -> str:
     """A fresh experiment name, so each test sees only its own runs."""
     return f"test-{uuid.uuid4().hex[:8]}"
-
-
-def run_sweep_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """The `sweep` console script in a subprocess, as a user runs it."""
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("sweep")), *args], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})},
-    )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_sweep_cli
+from sweep_cli import run_sweep_cli
 from dataset_files import write_cifar
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from conftest import run_sweep_cli
+from sweep_cli import run_sweep_cli
 from orchestrator.cli import main
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import run_sweep_cli
+from sweep_cli import run_sweep_cli
 from orchestrator.mlflow_server import local_store
 
 pytestmark = pytest.mark.slow

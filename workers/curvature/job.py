@@ -1,0 +1,106 @@
+"""The one call the orchestrator makes: settings in, spectrum out, in process or over a Ray gang."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from workers.curvature.kinds import OPERATOR_KINDS
+from workers.curvature.network import BN_MODES, LossFn
+from workers.curvature.result import SpectrumResult
+from workers.curvature.sharded import ShardedHessianOperator
+from workers.curvature.slq import DISTRIBUTIONS, slq
+from workers.curvature.validation import require_choice, require_int, require_number
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class SpectrumSettings:
+    """How to compute one spectrum; validated on construction.
+
+    num_workers=1 computes in this process on `device`; num_workers>1 shards the data over that many Ray
+    actors, each with cpus_per_worker CPUs (and torch threads) and gpus_per_worker GPUs. batch_size chunks
+    the data inside each product (memory, and the batches BatchNorm sees in train mode); max_samples takes a
+    fixed subsample drawn with `seed`.
+    """
+
+    steps: int = 80
+    num_vectors: int = 5
+    seed: int = 0
+    distribution: str = "rademacher"
+    operator: str = "hessian"
+    bn_mode: str = "eval"
+    dtype: str = "float32"
+    num_workers: int = 1
+    gpus_per_worker: float = 0
+    cpus_per_worker: float = 1
+    max_samples: int | None = None
+    batch_size: int = 1024
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        require_int("steps", self.steps, 1)
+        require_int("num_vectors", self.num_vectors, 1)
+        require_int("seed", self.seed, 0)
+        require_choice("distribution", self.distribution, DISTRIBUTIONS)
+        require_choice("operator", self.operator, tuple(OPERATOR_KINDS))
+        require_choice("bn_mode", self.bn_mode, BN_MODES)
+        require_choice("dtype", self.dtype, tuple(DTYPES))
+        require_int("num_workers", self.num_workers, 1)
+        require_number("gpus_per_worker", self.gpus_per_worker, 0)
+        require_number("cpus_per_worker", self.cpus_per_worker, 0, inclusive=False)
+        if self.max_samples is not None:
+            require_int("max_samples", self.max_samples, 1)
+        require_int("batch_size", self.batch_size, 1)
+        require_choice("device", self.device, DEVICES)
+        if self.num_workers > 1 and self.device != "auto" and (self.device == "cuda") != (self.gpus_per_worker > 0):
+            raise ValueError(
+                f"device={self.device!r} contradicts gpus_per_worker={self.gpus_per_worker} with "
+                f"num_workers={self.num_workers}: sharded workers use GPUs exactly when gpus_per_worker > 0"
+            )
+
+
+def compute_spectrum(
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    settings: SpectrumSettings = SpectrumSettings(),
+) -> SpectrumResult:
+    """SLQ spectrum of the Hessian (or GGN) of the mean loss over (inputs, targets) at the model's weights."""
+    inputs, targets = subsample(inputs, targets, settings.max_samples, settings.seed)
+    options = {"bn_mode": settings.bn_mode, "dtype": DTYPES[settings.dtype], "batch_size": settings.batch_size}
+    spectrum = {"steps": settings.steps, "num_vectors": settings.num_vectors, "seed": settings.seed,
+                "distribution": settings.distribution}
+    if settings.num_workers == 1:
+        operator = OPERATOR_KINDS[settings.operator](
+            model, loss_fn, (inputs, targets), device=resolve_device(settings.device), **options
+        )
+        return slq(operator, **spectrum)
+    with ShardedHessianOperator(
+        model, loss_fn, inputs, targets, kind=settings.operator, num_workers=settings.num_workers,
+        cpus_per_worker=settings.cpus_per_worker, gpus_per_worker=settings.gpus_per_worker, **options,
+    ) as operator:
+        return slq(operator, **spectrum)
+
+
+def subsample(
+    inputs: torch.Tensor, targets: torch.Tensor, max_samples: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed seeded subset of max_samples samples, kept in data order (all of them when None or more)."""
+    if max_samples is None or max_samples >= len(inputs):
+        return inputs, targets
+    chosen = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed))[:max_samples].sort().values
+    return inputs[chosen], targets[chosen]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but torch sees no CUDA device; use device='auto' or 'cpu'")
+    return torch.device(device)
