@@ -64,7 +64,7 @@ def launch(plan: SweepPlan, console: Console, expected: Optional[SweepRecord] = 
     address = resolve_address(plan.settings["cluster"]) if plan.launcher == "ray" else None
     if address:
         check_ray_reachable(address)
-    if expected is None:
+    if expected is None and target.has_store:
         expected = SweepTracker(target.read_uri, target.experiment).sweep_record(plan.sweep_id)
     if expected is not None:
         refuse_changed_base(expected, plan)

@@ -39,8 +39,16 @@ class TrackingTarget:
         return self.uri is None
 
     @property
+    def has_store(self) -> bool:
+        return not self.is_local or (self.local_dir / "mlflow.db").exists()
+
+    @property
     def read_uri(self) -> str:
-        """A URI to read runs from without a server (the local store's sqlite file is read directly)."""
+        """A URI to read runs from without a server (the local store's sqlite file is read directly). Reading
+        never creates a store: a missing local one is a one-line error."""
+        if not self.has_store:
+            raise UserError(f"no sweep recorded yet: {self.local_dir}/ holds no store (run `sweep run` first, "
+                            "or give tracking.uri)")
         return self.uri or local_store(self.local_dir)[0]
 
 

@@ -78,3 +78,14 @@ def test_status_of_unknown_sweep(mlflow_uri: str, capsys: pytest.CaptureFixture[
 def test_status_refuses_training_overrides(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "optimizer.lr=0.1"]) == 2
     assert "optimizer.lr=0.1: only cluster.*, tracking.* overrides are allowed here" in capsys.readouterr().err
+
+
+def test_reading_commands_never_create_a_local_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for command in (["status"], ["resume", "some-sweep"], ["spectrum", "0123456789abcdef"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == "error: no sweep recorded yet: .sweeps/ holds no store (run `sweep run` first, or give tracking.uri)"
+    assert not (tmp_path / ".sweeps").exists()
