@@ -70,6 +70,7 @@ def test_worker_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path, ray
     assert run.info.status == "FINISHED"
     assert run.data.tags["attempts"] == "2", "Ray retried the task once, in the same run"
     assert int(run.data.tags["recomputed_epochs"]) <= every
+    print(f"resumed from epoch {run.data.tags['resumed_from_epoch']}; recomputed epochs: {run.data.tags['recomputed_epochs']}")
     assert int(run.data.tags["resumed_from_epoch"]) >= 2
     _assert_every_epoch_once(client, run, epochs)
 
