@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from rich.console import Console
 
@@ -26,14 +26,23 @@ SPECTRUM_PREFIXES = (*WHERE_TO_RUN_PREFIXES, "spectrum.")
 
 
 @contextmanager
-def writable_store(target: TrackingTarget) -> Iterator[str]:
-    """A URI that many writers can log to at once: the user's, or a local server in front of the local store."""
+def writable_store(target: TrackingTarget, while_starting: Callable[[], None] = lambda: None) -> Iterator[str]:
+    """A URI that many writers can log to at once: the user's, or a local server in front of the local store.
+
+    ``while_starting`` runs while the local server boots (several seconds), e.g. to start Ray meanwhile.
+    """
     if not target.is_local:
         assert target.uri is not None
+        while_starting()
         yield target.uri
         return
-    with LocalMlflowServer(target.local_dir) as uri:
-        yield uri
+    server = LocalMlflowServer(target.local_dir)
+    server.spawn()
+    try:
+        while_starting()
+        yield server.wait_until_healthy()
+    finally:
+        server.stop()
 
 
 def run_sweep(arguments: Sequence[str], multirun: bool, console: Console) -> int:
@@ -64,15 +73,15 @@ def launch(plan: SweepPlan, console: Console, expected: Optional[SweepRecord] = 
     address = resolve_address(plan.settings["cluster"]) if plan.launcher == "ray" else None
     if address:
         check_ray_reachable(address)
-    if expected is None and target.has_store:
-        expected = SweepTracker(target.read_uri, target.experiment).sweep_record(plan.sweep_id)
+    reader = SweepTracker(target.read_uri, target.experiment) if target.has_store else None
+    if expected is None and reader is not None:
+        expected = reader.sweep_record(plan.sweep_id)
     if expected is not None:
         refuse_changed_base(expected, plan)
-    with writable_store(target) as uri:
+    start_ray = plan.launcher == "ray" and _has_unfinished(reader, plan)
+    with writable_store(target, while_starting=lambda: _start_ray(plan, start_ray)) as uri:
         tracker = SweepTracker(uri, target.experiment)
         session = open_session(plan, tracker, uri)
-        if session.to_run and plan.launcher == "ray":
-            connect(plan.settings["cluster"])
         skipped = len(plan.trials) - len(session.to_run)
         console.print(f"sweep [bold]{plan.sweep_id}[/]: {len(plan.trials)} trial(s), {len(session.to_run)} to run"
                       f"{f', skipping {skipped} finished or running' if skipped else ''}; launcher {plan.launcher}")
@@ -91,6 +100,23 @@ def launch(plan: SweepPlan, console: Console, expected: Optional[SweepRecord] = 
         console.print(f"[red]{len(failed)} of {len(statuses)} trial(s) did not finish[/]; "
                       f"`sweep resume {plan.sweep_id}` re-runs them from their last checkpoints")
     return 0 if all_finished else 1
+
+
+def _has_unfinished(reader: Optional[SweepTracker], plan: SweepPlan) -> bool:
+    """Read-only: does any trial of the plan still need to run? (No store yet: all of them.)"""
+    if reader is None:
+        return True
+    runs = reader.trial_runs(plan.sweep_id)
+    return any(t.trial_id not in runs or runs[t.trial_id].info.status != "FINISHED" for t in plan.trials)
+
+
+def _start_ray(plan: SweepPlan, needed: bool) -> None:
+    """Connect to Ray and warm its workers up (imports of torch and the trainer) while the store starts."""
+    if needed:
+        from orchestrator.ray_launcher import warm_up
+
+        connect(plan.settings["cluster"])
+        warm_up(plan.settings["cluster"], len(plan.trials))
 
 
 def refuse_changed_base(record: SweepRecord, plan: SweepPlan) -> None:

@@ -71,12 +71,20 @@ class LocalMlflowServer:
                 "--no-serve-artifacts"]
 
     def start(self) -> str:
+        self.spawn()
+        return self.wait_until_healthy()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it: the caller may do other start-up work meanwhile."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        log = open(self.directory / "mlflow-server.log", "ab")
-        self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **LOCAL_ONLY_ENV},
-            preexec_fn=_die_with_parent if self.tie_to_parent else None,
-        )
+        with open(self.directory / "mlflow-server.log", "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **LOCAL_ONLY_ENV},
+                preexec_fn=_die_with_parent if self.tie_to_parent else None,
+            )
+
+    def wait_until_healthy(self) -> str:
+        assert self.process is not None, "spawn() first"
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

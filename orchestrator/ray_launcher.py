@@ -34,6 +34,19 @@ def _execute_spectrum(spec: SpectrumJobSpec) -> TrialOutcome:
     return run_spectrum_job(spec)
 
 
+def _import_trainer() -> None:
+    import workers.training.trial  # noqa: F401 - the import is the work: torch, mlflow, the trainer
+
+
+def warm_up(cluster: Mapping[str, Any], trials: int) -> None:
+    """Have idle workers import the trainer now, while the tracking store starts; Ray hands the warm workers the
+    trials. Fire and forget: a warm-up never delays or fails a trial."""
+    slots = int(ray.available_resources().get("CPU", 0) // max(cluster["num_cpus"], 1e-3))
+    task = ray.remote(_import_trainer).options(num_cpus=cluster["num_cpus"], name="warm-up")
+    for _ in range(min(trials, slots)):
+        task.remote()
+
+
 def spectrum_task(spectrum: Mapping[str, Any]) -> Any:
     """One worker computes in its own process with the worker's resources; a sharded job is a coordinator that
     holds no resources while its placement group of ``num_workers`` workers does the products."""

@@ -26,9 +26,7 @@ class RayTrialLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.hydra_context is not None and self.config is not None
         session = active()
-        loader = self.hydra_context.config_loader
-        trials = [session.trial_for(to_container(loader.load_sweep_config(self.config, list(o))))
-                  for o in job_overrides]
+        trials = [session.trial_for_overrides(o, self._compose) for o in job_overrides]
         outcomes = run_on_ray(session, [t for t in trials if t.trial_id not in session.skipped])
         returns = []
         for overrides, trial in zip(job_overrides, trials):
@@ -36,3 +34,7 @@ class RayTrialLauncher(Launcher):
             returns.append(JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED,
                                      _return_value=outcome.state if outcome else "SKIPPED"))
         return returns
+
+    def _compose(self, overrides: Sequence[str]) -> dict:
+        assert self.hydra_context is not None and self.config is not None
+        return to_container(self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides)))

