@@ -12,12 +12,13 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from orchestrator.planning import Trial
+from orchestrator.status import distinguishing
 
 
 def trial_labels(trials: Sequence[Trial]) -> dict[str, str]:
-    """Each trial's overrides, less those every trial shares."""
-    common = set.intersection(*(set(t.overrides) for t in trials)) if len(trials) > 1 else set()
-    return {t.trial_id: " ".join(o for o in t.overrides if o not in common) or t.trial_id for t in trials}
+    """Each trial's overrides, less those every trial shares (its id when nothing differs)."""
+    labels = distinguishing([t.overrides for t in trials])
+    return {t.trial_id: label or t.trial_id for t, label in zip(trials, labels)}
 
 
 def plot_metric(labels: Sequence[str], values: Sequence[float], metric: str, path: Path) -> Path:

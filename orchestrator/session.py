@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from orchestrator.identity import identity_config, trial_id
@@ -44,8 +45,11 @@ class SweepSession:
     def trial_for_overrides(self, overrides: Sequence[str], compose: Callable[[Sequence[str]], Mapping[str, Any]]) -> Trial:
         """The planned trial of a grid point. The plan expanded the grid with the sweeper's own algorithm, so the
         overrides match; composing again (about 0.1 s a point) is only the fallback."""
-        by_overrides = {t.overrides: t for t in self.plan.trials}
-        return by_overrides.get(tuple(overrides)) or self.trial_for(compose(overrides))
+        return self._by_overrides.get(tuple(overrides)) or self.trial_for(compose(overrides))
+
+    @cached_property
+    def _by_overrides(self) -> dict[tuple[str, ...], Trial]:
+        return {t.overrides: t for t in self.plan.trials}
 
     def spec(self, trial: Trial) -> TrialSpec:
         return TrialSpec(trial.trial_id, self.plan.sweep_id, self.run_ids[trial.trial_id], self.worker_uri,

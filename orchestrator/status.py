@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from mlflow.entities import Run
 from rich.console import Console
@@ -58,20 +58,26 @@ def trial_status(run: Run, heartbeat_timeout: float) -> TrialStatus:
     )
 
 
+def distinguishing(overrides: Sequence[tuple[str, ...]]) -> list[str]:
+    """Each trial's overrides less those every trial shares: what tells the trials of a sweep apart."""
+    common = set.intersection(*(set(o) for o in overrides)) if len(overrides) > 1 else set()
+    return [" ".join(o for o in trial if o not in common) for trial in overrides]
+
+
 def _fmt(value: Optional[float], digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
 def render(statuses: Iterable[TrialStatus], title: str, console: Optional[Console] = None) -> None:
     """One row per trial; the overrides column shows only what differs between trials."""
-    statuses = list(statuses)
-    common = set.intersection(*(set(s.overrides) for s in statuses)) if len(statuses) > 1 else set()
+    statuses = sorted(statuses, key=lambda s: s.overrides)
+    labels = distinguishing([s.overrides for s in statuses])
     table = Table(title=title, title_justify="left")
     for column in ("trial", "overrides", "state", "epoch", "ckpt", "tries", "test_acc", "train_loss", "error"):
         table.add_column(column, overflow="fold")
-    for s in sorted(statuses, key=lambda s: s.overrides):
+    for s, label in zip(statuses, labels):
         table.add_row(
-            s.trial_id, " ".join(o for o in s.overrides if o not in common) or "(defaults)", f"[{STATE_STYLE[s.state]}]{s.state}",
+            s.trial_id, label or "(defaults)", f"[{STATE_STYLE[s.state]}]{s.state}",
             str(s.epoch), "-" if s.checkpoint_epoch is None else str(s.checkpoint_epoch), str(s.attempts),
             _fmt(s.test_acc), _fmt(s.train_loss), (s.error or "")[:120],
         )

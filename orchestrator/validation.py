@@ -10,6 +10,7 @@ import re
 from typing import Any, Callable, Mapping
 
 from orchestrator.errors import UserError
+from orchestrator.identity import dotted
 from workers.training.config_checks import check_training_config
 
 Check = tuple[str, Callable[[Any], bool], str]
@@ -44,21 +45,12 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def _lookup(config: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
 def validate(config: Mapping[str, Any]) -> None:
     """Raise a one-line ``UserError`` naming the first bad key, its value and what is allowed."""
+    flat = dotted(config)
     for key, ok, allowed in CHECKS:
-        present, value = _lookup(config, key)
-        if present and not ok(value):
-            raise UserError(f"{key}={_show(value)}: must be {allowed}")
+        if key in flat and not ok(flat[key]):
+            raise UserError(f"{key}={_show(flat[key])}: must be {allowed}")
     try:
         check_training_config(config)
     except ValueError as error:

@@ -146,3 +146,18 @@ def test_failed_trials_are_reported_then_resumed_alone(tmp_path: Path, ray_addre
     for lr in ("0.02", "0.03"):
         assert after[lr].info.status == "FINISHED" and after[lr].data.tags["attempts"] == "2"
         _assert_every_epoch_once(client, after[lr], 4)
+
+
+def test_listed_exceptions_are_retried_by_ray(tmp_path: Path, ray_address: str, mlflow_uri: str,
+                                                               experiment: str) -> None:
+    faults = {"optimizer.lr=0.01": {"raise_at_epoch": 1}, "optimizer.lr=0.02": {"raise_at_epoch": 1}}
+    result = run_sweep_cli(
+        "run", "-m", "optimizer.lr=0.01,0.02", "dataset=digits", "trainer.epochs=2", "cluster.max_retries=2",
+        "cluster.retry_exceptions=[RuntimeError]", f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}",
+        f"cluster.address={ray_address}", cwd=tmp_path, env={"SWEEP_FAULTS": json.dumps(faults)},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    for run in _trial_runs(MlflowClient(mlflow_uri), experiment):
+        assert run.info.status == "FAILED"
+        assert run.data.tags["attempts"] == "3", "the first try and cluster.max_retries=2 retries"
+        assert run.data.tags["error"] == "RetryableTrialError: RuntimeError: injected failure at epoch 2"

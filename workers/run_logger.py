@@ -6,6 +6,7 @@ environment.md), together with the heartbeat tag the orchestrator uses to tell a
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -27,14 +28,14 @@ class RunLogger:
         self.run_id = run_id
 
     def mark_running(self) -> None:
-        """Start (or restart, after a retry or resume) the run, counting the attempt."""
+        """Start (or restart, after a retry or resume) the run, counting the attempt and naming the worker's PID."""
         tags = self.client.get_run(self.run_id).data.tags
         attempts = int(tags.get(ATTEMPT_TAG, "0")) + 1
         if ERROR_TAG in tags:
             # The previous attempt's error; its traceback stays among the artifacts.
             self.client.delete_tag(self.run_id, ERROR_TAG)
         self.client.update_run(self.run_id, status="RUNNING")
-        self.client.log_batch(self.run_id, tags=[RunTag(ATTEMPT_TAG, str(attempts)),
+        self.client.log_batch(self.run_id, tags=[RunTag(ATTEMPT_TAG, str(attempts)), RunTag("worker_pid", str(os.getpid())),
                                                  RunTag(HEARTBEAT_TAG, f"{time.time():.3f}")])
 
     def heartbeat(self) -> None:

@@ -12,6 +12,7 @@ from workers.curvature.network import BN_MODES, LossFn
 from workers.curvature.result import SpectrumResult
 from workers.curvature.sharded import ShardedHessianOperator
 from workers.curvature.slq import DISTRIBUTIONS, slq
+from workers.devices import resolve_device
 from workers.curvature.validation import require_choice, require_int, require_number
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -96,11 +97,3 @@ def subsample(
         return inputs, targets
     chosen = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed))[:max_samples].sort().values
     return inputs[chosen], targets[chosen]
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but torch sees no CUDA device; use device='auto' or 'cpu'")
-    return torch.device(device)

@@ -7,7 +7,6 @@ valid checkpoint in the run and logs only the epochs the run does not have yet.
 from __future__ import annotations
 
 import math
-import os
 import random
 import tempfile
 import traceback
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workers.devices import resolve_device
 from workers.run_logger import RunLogger
 from workers.spec import TRAINED, RetryableTrialError, TrialOutcome, TrialSpec, spectrum_epochs
 from workers.training.checkpoint import TrainingState, capture_rng, restore_rng
@@ -28,12 +28,6 @@ from workers.training.models import build_model
 from workers.training.recipe import Recipe
 
 FAILED, FINISHED = "FAILED", "FINISHED"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -50,7 +44,6 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     """
     logger = RunLogger(spec.tracking_uri, spec.run_id)
     logger.mark_running()
-    logger.client.set_tag(spec.run_id, "worker_pid", str(os.getpid()))
     try:
         with logger.beating(interval=max(1.0, float(spec.config["tracking"]["heartbeat_timeout"]) / 4)):
             metrics = _train(spec, logger)
