@@ -69,8 +69,9 @@ def _compute_and_log(spec: SpectrumJobSpec, logger: RunLogger) -> dict[str, floa
             model.load_state_dict(store.load(epoch).model)
             result = shifted_by_l2(compute_spectrum(model, F.cross_entropy, splits.train_inputs, splits.train_targets,
                                                     settings), l2_coefficient(config))
+            # The fewest steps any run took: below spectrum.steps it flags a run that stopped at invariance.
             metrics = {"lambda_max": result.lambda_max, "lambda_min": result.lambda_min,
-                       "trace_estimate": result.trace_estimate}
+                       "trace_estimate": result.trace_estimate, "lanczos_steps": float(min(result.steps_taken))}
             logger.log_metrics(epoch, metrics)
             _log_artifacts(logger, result, settings, config, epoch, Path(scratch))
     return metrics

@@ -70,6 +70,14 @@ def test_to_dict_is_json_serialisable(hessian_case):
     assert record["trace_stderr"] is None and record["distribution"] == "gaussian" and record["size"] == operator.size
     assert record["runs"][0]["ritz_values"] == result.ritz_values[0].tolist()
     assert len(record["runs"][0]["betas"]) == 4 and record["lambda_max"] == result.lambda_max
+    assert record["steps_taken"] == [5] == list(result.steps_taken)
+
+
+def test_steps_taken_reports_each_runs_early_stop():
+    # Rank 2 plus the seed's null-space part: every Krylov space is invariant after 3 steps.
+    operator = LambdaOperator.from_matrix(torch.diag(torch.tensor([2.0, -1.0, 0.0, 0.0, 0.0], dtype=torch.float64)))
+    result = slq(operator, steps=5, num_vectors=2, seed=0)
+    assert result.steps_taken == (3, 3) and result.to_dict()["steps_taken"] == [3, 3]
 
 
 def test_bad_settings_are_refused(hessian_case):

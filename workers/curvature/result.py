@@ -44,6 +44,12 @@ class SpectrumResult:
         return tuple(run.betas for run in self.runs)
 
     @property
+    def steps_taken(self) -> tuple[int, ...]:
+        """Lanczos steps each run actually took: fewer than `steps` only where its Krylov space became
+        invariant (or `steps` exceeded the size), so a short run is visible next to the numbers it produced."""
+        return tuple(run.steps_taken for run in self.runs)
+
+    @property
     def lambda_max(self) -> float:
         return max(run.ritz_values.max().item() for run in self.runs)
 
@@ -82,6 +88,7 @@ class SpectrumResult:
         return {
             "size": self.size,
             "steps": self.steps,
+            "steps_taken": list(self.steps_taken),
             "num_vectors": len(self.runs),
             "seed": self.seed,
             "distribution": self.distribution,
