@@ -164,6 +164,9 @@ class SpectrumConfig:
     num_workers: int = 1
     gpus_per_worker: float = 0.0
     cpus_per_worker: float = 1.0
+    # Where the Lanczos basis (steps x parameters) lives: null = with the products (on the GPU when there is
+    # one), "cpu" = host memory, for models whose basis would not fit beside the network on the accelerator.
+    basis_device: Optional[str] = None
 
 
 # --- where to run ------------------------------------------------------------------------------------------

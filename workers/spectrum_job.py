@@ -28,7 +28,7 @@ from workers.training.models import build_model
 
 # Keys of the ``spectrum`` config node that SpectrumSettings takes.
 SETTINGS_KEYS = ("steps", "num_vectors", "seed", "distribution", "operator", "bn_mode", "dtype", "num_workers",
-                 "gpus_per_worker", "cpus_per_worker", "max_samples", "batch_size")
+                 "gpus_per_worker", "cpus_per_worker", "max_samples", "batch_size", "basis_device")
 
 
 def settings_from(config: Mapping[str, Any]) -> SpectrumSettings:

@@ -27,6 +27,7 @@ from workers.curvature.job import subsample
         ("max_samples", 0, "max_samples=0 is invalid"),
         ("batch_size", None, "batch_size=None is invalid"),
         ("device", "tpu", "device='tpu' is not supported; choose one of 'auto', 'cpu', 'cuda'"),
+        ("basis_device", "cuda", "basis_device='cuda' is not supported; choose one of None, 'cpu'"),
     ],
 )
 def test_bad_settings_name_the_value_and_what_is_allowed(field, value, message):
@@ -59,6 +60,28 @@ def test_compute_spectrum_in_process_is_slq_on_the_chosen_operator(ref):
     expected = slq(GGNOperator(model, F.cross_entropy, (x, y), bn_mode="train", dtype=torch.float64, batch_size=8),
                    steps=6, num_vectors=2, seed=1)
     assert all(torch.allclose(a, b, rtol=1e-12, atol=0) for a, b in zip(result.alphas, expected.alphas, strict=True))
+
+
+def test_basis_on_cpu_gives_the_same_spectrum(ref):
+    model = ref.make_model("bn_cnn")
+    [(inputs, targets)] = ref.make_data("bn_cnn", sizes=(12,))
+    common = {"steps": 6, "num_vectors": 2, "dtype": "float64", "device": "auto"}
+    on_device, on_cpu = (
+        compute_spectrum(model, F.cross_entropy, inputs, targets, SpectrumSettings(basis_device=where, **common))
+        for where in (None, "cpu")
+    )
+    for a, b in zip(on_device.alphas + on_device.betas, on_cpu.alphas + on_cpu.betas, strict=True):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_basis_device_reaches_the_settings_from_a_composed_config():
+    from orchestrator.planning import plan_sweep
+    from workers.spectrum_job import settings_from
+
+    [trial] = plan_sweep(["dataset=digits", "spectrum=slq", "spectrum.basis_device=cpu"], multirun=False).trials
+    assert settings_from(trial.config).basis_device == "cpu"
+    [trial] = plan_sweep(["dataset=digits", "spectrum=slq"], multirun=False).trials
+    assert settings_from(trial.config).basis_device is None
 
 
 def test_compute_spectrum_over_two_ray_workers_equals_in_process(ray_session, ref):
