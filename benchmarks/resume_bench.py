@@ -21,6 +21,7 @@ from orchestrator.planning import plan_sweep
 from orchestrator.session import open_session
 from orchestrator.settings import apply_local_only_env
 from orchestrator.tracking import SweepTracker
+from workers.tracking_endpoint import TrackingEndpoint
 
 GRID = ["optimizer.lr=0.01,0.02,0.03,0.05", "optimizer.weight_decay=0,1e-5,1e-4,1e-3", "trainer.seed=range(0,4)",
         "sweep.name=bench64"]
@@ -30,7 +31,7 @@ def main() -> None:
     apply_local_only_env()
     with tempfile.TemporaryDirectory() as store, LocalMlflowServer(Path(store)) as uri:
         experiment = "resume-bench"
-        tracker = SweepTracker(uri, experiment)
+        tracker = SweepTracker(TrackingEndpoint(uri), experiment)
         session = open_session(plan_sweep(GRID + [f"tracking.experiment={experiment}"], True), tracker, uri)
         for run_id in session.run_ids.values():
             tracker.client.set_terminated(run_id, "FINISHED")

@@ -20,27 +20,29 @@ from orchestrator.ray_cluster import check_reachable as check_ray_reachable, con
 from orchestrator.status import FINISHED, render, trial_status
 from orchestrator.validation import validate
 from orchestrator.tracking import SweepRecord, SweepTracker, TrackingTarget, check_reachable, resolve_target
+from orchestrator.topology import refuse_remote_nodes_with_local_store
+from workers.tracking_endpoint import TrackingEndpoint
 
 WHERE_TO_RUN_PREFIXES = ("tracking.", "cluster.", "tracking=", "cluster=")
 SPECTRUM_PREFIXES = (*WHERE_TO_RUN_PREFIXES, "spectrum.")
 
 
 @contextmanager
-def writable_store(target: TrackingTarget, while_starting: Callable[[], None] = lambda: None) -> Iterator[str]:
-    """A URI that many writers can log to at once: the user's, or a local server in front of the local store.
+def writable_store(target: TrackingTarget, while_starting: Callable[[], None] = lambda: None) -> Iterator[TrackingEndpoint]:
+    """Where many writers can log at once: the user's store, or a local server in front of a sqlite store (the
+    local one, or the user's ``sqlite:///``).
 
     ``while_starting`` runs while the local server boots (several seconds), e.g. to start Ray meanwhile.
     """
-    if not target.is_local:
-        assert target.uri is not None
+    if not target.needs_local_server:
         while_starting()
-        yield target.uri
+        yield target.endpoint
         return
-    server = LocalMlflowServer(target.local_dir)
+    server = LocalMlflowServer(target.local_dir) if target.is_local else LocalMlflowServer.for_sqlite(str(target.uri))
     server.spawn()
     try:
         while_starting()
-        yield server.wait_until_healthy()
+        yield TrackingEndpoint(server.wait_until_healthy())
     finally:
         server.stop()
 
@@ -53,12 +55,11 @@ def resume_sweep(sweep_id: str, overrides: Sequence[str], console: Console) -> i
     """Re-launch the failed, stale and never-started trials of a recorded sweep, each in its own run."""
     config = _compose_all(overrides)
     target = resolve_target(config["tracking"])
-    if target.uri:
-        check_reachable(target.uri)
-    record = SweepTracker(target.read_uri, target.experiment).sweep_record(sweep_id)
+    check_reachable(target)
+    record = SweepTracker(target.reader, target.experiment).sweep_record(sweep_id)
     if record is None:
-        raise UserError(f"sweep {sweep_id!r}: no such sweep in {target.read_uri} (experiment {target.experiment!r})")
-    plan = plan_sweep([*record.arguments, *overrides, f"sweep.name={sweep_id}"], record.multirun)
+        raise UserError(f"sweep {sweep_id!r}: no such sweep in {target.shown} (experiment {target.experiment!r})")
+    plan = plan_sweep([*record.replayable_arguments, *overrides, f"sweep.name={sweep_id}"], record.multirun)
     return launch(plan, console, expected=record)
 
 
@@ -68,20 +69,19 @@ def launch(plan: SweepPlan, console: Console, expected: Optional[SweepRecord] = 
     from orchestrator.session import open_session
 
     target = resolve_target(plan.settings["tracking"])
-    if target.uri:
-        check_reachable(target.uri)
+    check_reachable(target)
     address = resolve_address(plan.settings["cluster"]) if plan.launcher == "ray" else None
     if address:
         check_ray_reachable(address)
-    reader = SweepTracker(target.read_uri, target.experiment) if target.has_store else None
+    reader = SweepTracker(target.reader, target.experiment) if target.has_store else None
     if expected is None and reader is not None:
         expected = reader.sweep_record(plan.sweep_id)
     if expected is not None:
         refuse_changed_base(expected, plan)
     start_ray = plan.launcher == "ray" and _has_unfinished(reader, plan)
-    with writable_store(target, while_starting=lambda: _start_ray(plan, start_ray)) as uri:
-        tracker = SweepTracker(uri, target.experiment)
-        session = open_session(plan, tracker, uri)
+    with writable_store(target, while_starting=lambda: _start_ray(plan, start_ray, target)) as endpoint:
+        tracker = SweepTracker(endpoint, target.experiment)
+        session = open_session(plan, tracker, endpoint)
         skipped = len(plan.trials) - len(session.to_run)
         console.print(f"sweep [bold]{plan.sweep_id}[/]: {len(plan.trials)} trial(s), {len(session.to_run)} to run"
                       f"{f', skipping {skipped} finished or running' if skipped else ''}; launcher {plan.launcher}")
@@ -110,12 +110,13 @@ def _has_unfinished(reader: Optional[SweepTracker], plan: SweepPlan) -> bool:
     return any(t.trial_id not in runs or runs[t.trial_id].info.status != "FINISHED" for t in plan.trials)
 
 
-def _start_ray(plan: SweepPlan, needed: bool) -> None:
+def _start_ray(plan: SweepPlan, needed: bool, target: TrackingTarget) -> None:
     """Connect to Ray and warm its workers up (imports of torch and the trainer) while the store starts."""
     if needed:
         from orchestrator.ray_launcher import warm_up
 
         connect(plan.settings["cluster"])
+        refuse_remote_nodes_with_local_store(target)
         warm_up(plan.settings["cluster"], len(plan.trials))
 
 
@@ -161,12 +162,11 @@ def _where_to_run(overrides: Sequence[str]) -> dict[str, Any]:
 def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console) -> int:
     config = _where_to_run(overrides)
     target = resolve_target(config["tracking"])
-    if target.uri:
-        check_reachable(target.uri)
-    tracker = SweepTracker(target.read_uri, target.experiment)
+    check_reachable(target)
+    tracker = SweepTracker(target.reader, target.experiment)
     sweep_id = sweep or tracker.latest_sweep_id()
     if sweep_id is None:
-        raise UserError(f"no sweep recorded yet in {target.read_uri} (experiment {target.experiment!r})")
+        raise UserError(f"no sweep recorded yet in {target.shown} (experiment {target.experiment!r})")
     runs = tracker.trial_runs(sweep_id)
     if not runs:
         raise UserError(f"sweep {sweep_id!r}: no such sweep in experiment {target.experiment!r}")
@@ -178,8 +178,8 @@ def serve_ui(port: int, overrides: Sequence[str], console: Console) -> int:
     """The MLflow UI in the foreground: the user's server is only pointed at; the local store is served."""
     target = resolve_target(_where_to_run(overrides)["tracking"])
     if not target.is_local and target.uri and target.uri.startswith("http"):
-        check_reachable(target.uri)
-        console.print(f"The MLflow UI of this store is served by its own server: {target.uri}")
+        check_reachable(target)
+        console.print(f"The MLflow UI of this store is served by its own server: {target.endpoint.uri}")
         return 0
     server = LocalMlflowServer(target.local_dir, port, tie_to_parent=True) if target.is_local else None
     if server is None:

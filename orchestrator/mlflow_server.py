@@ -6,6 +6,7 @@ locked" under concurrent writer processes. One server process serialises the wri
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import os
 import signal
@@ -13,12 +14,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Optional
 
 from orchestrator.errors import UserError
 from orchestrator.settings import LOCAL_ONLY_ENV
+from workers.tracking_endpoint import PASSWORD_ENV, USERNAME_ENV, TrackingEndpoint
 
 STARTUP_TIMEOUT_S = 90.0
 
@@ -37,6 +40,30 @@ def is_healthy(uri: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def check_credentials(endpoint: TrackingEndpoint, timeout: float = 10.0) -> None:
+    """One authenticated read, so that missing or wrong credentials are one line before launch, not a traceback
+    in every trial."""
+    request = urllib.request.Request(f"{endpoint.uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1")
+    if endpoint.username is not None:
+        token = base64.b64encode(f"{endpoint.username}:{endpoint.password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        urllib.request.urlopen(request, timeout=timeout).close()
+    except urllib.error.HTTPError as error:
+        if error.code == 401 and endpoint.username is None:
+            raise UserError(f"tracking.uri={endpoint.shown}: the server needs credentials; set {USERNAME_ENV} and "
+                            f"{PASSWORD_ENV}, or give them in the URI (http://USER:PASSWORD@host:port)") from None
+        if error.code == 401:
+            raise UserError(f"tracking.uri={endpoint.shown}: the server refused the credentials of user "
+                            f"{endpoint.username!r} (HTTP 401); check {USERNAME_ENV} / {PASSWORD_ENV} or the URI") from None
+        if error.code == 403:
+            raise UserError(f"tracking.uri={endpoint.shown}: user {endpoint.username!r} may not read experiments "
+                            "there (HTTP 403); ask the server's admin for permissions") from None
+        raise UserError(f"tracking.uri={endpoint.shown}: the server answered HTTP {error.code} to a read") from None
+    except OSError as error:
+        raise UserError(f"tracking.uri={endpoint.shown}: reading from the server failed ({error})") from None
+
+
 def local_store(directory: Path) -> tuple[str, str]:
     """The backend URI and artifact root of the local store kept in ``directory``."""
     directory = directory.resolve()
@@ -51,21 +78,39 @@ def _die_with_parent() -> None:
         pass
 
 
-class LocalMlflowServer:
-    """``with LocalMlflowServer(dir) as uri:`` serves the store in ``dir`` at ``uri`` until the block ends."""
+def sqlite_store(uri: str) -> tuple[Path, str]:
+    """A user's ``sqlite:///path/db`` store: the directory for the server's log, and the artifact root for new
+    experiments (``mlruns`` beside the database, as MLflow's own default puts it beside the working directory)."""
+    path = Path(uri[len("sqlite:///"):]).resolve()
+    return path.parent, (path.parent / "mlruns").as_uri()
 
-    def __init__(self, directory: Path, port: Optional[int] = None, *, tie_to_parent: bool = True) -> None:
+
+class LocalMlflowServer:
+    """``with LocalMlflowServer(dir) as uri:`` serves the store in ``dir`` at ``uri`` until the block ends.
+
+    ``backend_uri`` serves a user's own ``sqlite:///`` store instead (many trials write at once; sqlite alone would
+    answer "database is locked").
+    """
+
+    def __init__(self, directory: Path, port: Optional[int] = None, *, tie_to_parent: bool = True,
+                 backend_uri: Optional[str] = None) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.tie_to_parent = tie_to_parent
+        self.backend_uri = backend_uri
         self.process: Optional[subprocess.Popen[bytes]] = None
+
+    @classmethod
+    def for_sqlite(cls, uri: str) -> "LocalMlflowServer":
+        return cls(sqlite_store(uri)[0], backend_uri=uri)
 
     @property
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        backend, artifacts = local_store(self.directory)
+        backend, artifacts = (self.backend_uri, sqlite_store(self.backend_uri)[1]) if self.backend_uri \
+            else local_store(self.directory)
         return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
                 "--workers", "1", "--backend-store-uri", backend, "--default-artifact-root", artifacts,
                 "--no-serve-artifacts"]

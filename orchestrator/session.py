@@ -17,6 +17,7 @@ from orchestrator.planning import SweepPlan, Trial
 from orchestrator.status import FINISHED, RUNNING, trial_state
 from orchestrator.tracking import SweepRecord, SweepTracker
 from workers.spec import SpectrumJobSpec, TrialSpec, spectrum_epochs
+from workers.tracking_endpoint import TrackingEndpoint
 
 # Test-only fault injection: JSON mapping an override (e.g. "optimizer.lr=0.1") to worker faults
 # ({"raise_at_epoch": 1} or {"nan_at_epoch": 1}); not part of any trial's identity.
@@ -27,8 +28,8 @@ FAULTS_ENV = "SWEEP_FAULTS"
 class SweepSession:
     plan: SweepPlan
     tracker: SweepTracker
-    # The URI the workers log to (the local server's, when the store is local).
-    worker_uri: str
+    # Where the workers log (the local server's URI, when the store is local).
+    worker_endpoint: TrackingEndpoint
     parent_run_id: str
     run_ids: dict[str, str]
     # Trials left alone: finished, or running with a live heartbeat (another driver owns them).
@@ -52,11 +53,11 @@ class SweepSession:
         return {t.overrides: t for t in self.plan.trials}
 
     def spec(self, trial: Trial) -> TrialSpec:
-        return TrialSpec(trial.trial_id, self.plan.sweep_id, self.run_ids[trial.trial_id], self.worker_uri,
+        return TrialSpec(trial.trial_id, self.plan.sweep_id, self.run_ids[trial.trial_id], self.worker_endpoint,
                          trial.config, _faults_for(trial))
 
     def spectrum_spec(self, trial: Trial) -> SpectrumJobSpec:
-        return SpectrumJobSpec(self.run_ids[trial.trial_id], self.worker_uri, trial.config,
+        return SpectrumJobSpec(self.run_ids[trial.trial_id], self.worker_endpoint, trial.config,
                                spectrum_epochs(trial.config), finishes_trial=True)
 
 
@@ -69,7 +70,7 @@ def _faults_for(trial: Trial) -> dict[str, Any]:
     return faults
 
 
-def open_session(plan: SweepPlan, tracker: SweepTracker, worker_uri: str) -> SweepSession:
+def open_session(plan: SweepPlan, tracker: SweepTracker, worker_endpoint: TrackingEndpoint) -> SweepSession:
     """Find or create the parent run and one child run per trial.
 
     Finished and live-running trials are left alone; failed, stale and never-started ones are scheduled again in
@@ -91,7 +92,7 @@ def open_session(plan: SweepPlan, tracker: SweepTracker, worker_uri: str) -> Swe
             skipped.add(trial.trial_id)
         else:
             tracker.mark_scheduled(run.info.run_id)
-    return SweepSession(plan, tracker, worker_uri, parent, run_ids, skipped)
+    return SweepSession(plan, tracker, worker_endpoint, parent, run_ids, skipped)
 
 
 _active: Optional[SweepSession] = None

@@ -22,17 +22,16 @@ from workers.spec import SpectrumJobSpec
 
 def launch_spectrum(run_id: str, epoch: Optional[int], config: dict[str, Any], console: Console) -> int:
     target = resolve_target(config["tracking"])
-    if target.uri:
-        check_reachable(target.uri)
+    check_reachable(target)
     address = resolve_address(config["cluster"])
     if address:
         check_ray_reachable(address)
-    reader = SweepTracker(target.read_uri, target.experiment)
+    reader = SweepTracker(target.reader, target.experiment)
     trial_config, epoch = _stored_trial(reader, run_id, epoch)
     trial_config["spectrum"] = {**config["spectrum"], "enabled": True}
-    with writable_store(target) as uri:
+    with writable_store(target) as endpoint:
         connect(config["cluster"])
-        spec = SpectrumJobSpec(run_id, uri, trial_config, (epoch,), finishes_trial=False)
+        spec = SpectrumJobSpec(run_id, endpoint, trial_config, (epoch,), finishes_trial=False)
         console.print(f"spectrum of run [bold]{run_id}[/] at epoch {epoch}: {config['spectrum']['steps']} Lanczos steps, "
                       f"{config['spectrum']['num_vectors']} vectors, {config['spectrum']['num_workers']} worker(s)")
         try:
@@ -53,7 +52,7 @@ def _stored_trial(tracker: SweepTracker, run_id: str, epoch: Optional[int]) -> t
     try:
         tracker.client.get_run(run_id)
     except MlflowException:
-        raise UserError(f"run {run_id}: no such run in {tracker.uri}") from None
+        raise UserError(f"run {run_id}: no such run in {tracker.endpoint.shown}") from None
     epochs = checkpoint_epochs(Path(f.path).name for f in tracker.client.list_artifacts(run_id, CHECKPOINT_DIR))
     if not epochs:
         raise UserError(f"run {run_id}: has no checkpoint to compute a spectrum of")

@@ -11,6 +11,8 @@ from mlflow.entities import Run
 from rich.console import Console
 from rich.table import Table
 
+from workers.run_logger import NODE_ID_TAG, NODE_TAG
+
 FINISHED, RUNNING, FAILED, STALE, PENDING = "finished", "running", "failed", "stale", "pending"
 STATE_STYLE = {FINISHED: "green", RUNNING: "cyan", FAILED: "red", STALE: "yellow", PENDING: "dim"}
 
@@ -27,6 +29,8 @@ class TrialStatus:
     test_acc: Optional[float]
     train_loss: Optional[float]
     error: Optional[str]
+    # The node the latest attempt ran on: its address and the start of its Ray node id.
+    node: str
 
 
 def trial_state(run: Run, heartbeat_timeout: float, now: Optional[float] = None) -> str:
@@ -55,6 +59,7 @@ def trial_status(run: Run, heartbeat_timeout: float) -> TrialStatus:
         test_acc=metrics.get("test_acc"),
         train_loss=metrics.get("train_loss"),
         error=tags.get("error"),
+        node=" ".join(filter(None, (tags.get(NODE_TAG), tags.get(NODE_ID_TAG, "")[:8]))),
     )
 
 
@@ -73,12 +78,12 @@ def render(statuses: Iterable[TrialStatus], title: str, console: Optional[Consol
     statuses = sorted(statuses, key=lambda s: s.overrides)
     labels = distinguishing([s.overrides for s in statuses])
     table = Table(title=title, title_justify="left")
-    for column in ("trial", "overrides", "state", "epoch", "ckpt", "tries", "test_acc", "train_loss", "error"):
+    for column in ("trial", "overrides", "state", "epoch", "ckpt", "tries", "node", "test_acc", "train_loss", "error"):
         table.add_column(column, overflow="fold")
     for s, label in zip(statuses, labels):
         table.add_row(
             s.trial_id, label or "(defaults)", f"[{STATE_STYLE[s.state]}]{s.state}",
-            str(s.epoch), "-" if s.checkpoint_epoch is None else str(s.checkpoint_epoch), str(s.attempts),
+            str(s.epoch), "-" if s.checkpoint_epoch is None else str(s.checkpoint_epoch), str(s.attempts), s.node or "-",
             _fmt(s.test_acc), _fmt(s.train_loss), (s.error or "")[:120],
         )
     (console or Console()).print(table)

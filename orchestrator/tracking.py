@@ -16,8 +16,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from orchestrator.errors import UserError
 from orchestrator.identity import flatten
-from orchestrator.mlflow_server import is_healthy, local_store
+from orchestrator.mlflow_server import check_credentials, is_healthy, local_store
 from workers.artifacts import TRIAL_CONFIG
+from workers.tracking_endpoint import HTTP_SCHEMES, MASK, TrackingEndpoint, redact_uri, scrub
 
 SWEEP_TAG, TRIAL_TAG, KIND_TAG, OVERRIDES_TAG = "sweep_id", "trial_id", "kind", "overrides"
 PARENT_KIND, TRIAL_KIND = "sweep", "trial"
@@ -39,17 +40,32 @@ class TrackingTarget:
         return self.uri is None
 
     @property
+    def needs_local_server(self) -> bool:
+        """sqlite allows one writer at a time: concurrent trials go through a server we start in front of it."""
+        return self.is_local or urlparse(str(self.uri)).scheme == "sqlite"
+
+    @property
     def has_store(self) -> bool:
         return not self.is_local or (self.local_dir / "mlflow.db").exists()
 
     @property
-    def read_uri(self) -> str:
-        """A URI to read runs from without a server (the local store's sqlite file is read directly). Reading
-        never creates a store: a missing local one is a one-line error."""
+    def endpoint(self) -> TrackingEndpoint:
+        """The user's URI (its credentials set apart), for reading and checking."""
+        assert self.uri is not None
+        return TrackingEndpoint.from_uri(self.uri)
+
+    @property
+    def shown(self) -> str:
+        return redact_uri(self.uri) if self.uri else f"{self.local_dir}/"
+
+    @property
+    def reader(self) -> TrackingEndpoint:
+        """Where to read runs without a server (the local store's sqlite file is read directly). Reading never
+        creates a store: a missing local one is a one-line error."""
         if not self.has_store:
             raise UserError(f"no sweep recorded yet: {self.local_dir}/ holds no store (run `sweep run` first, "
                             "or give tracking.uri)")
-        return self.uri or local_store(self.local_dir)[0]
+        return self.endpoint if self.uri else TrackingEndpoint(local_store(self.local_dir)[0])
 
 
 def resolve_target(tracking: Mapping[str, Any]) -> TrackingTarget:
@@ -58,13 +74,19 @@ def resolve_target(tracking: Mapping[str, Any]) -> TrackingTarget:
     return TrackingTarget(uri, Path(tracking["local_dir"]), tracking["experiment"])
 
 
-def check_reachable(uri: str) -> None:
-    scheme = urlparse(uri).scheme
-    if scheme in ("http", "https"):
-        if not is_healthy(uri, timeout=5.0):
-            raise UserError(f"tracking.uri={uri}: no MLflow server answers there (GET /health failed)")
-    elif scheme not in ("sqlite", "postgresql", "mysql", "mssql", "file", "databricks", ""):
-        raise UserError(f"tracking.uri={uri}: unsupported scheme {scheme!r}; use http(s)://, sqlite:/// or a database URI")
+def check_reachable(target: TrackingTarget) -> None:
+    """One line, before anything is launched, when the user's store cannot be used as given."""
+    if target.uri is None:
+        return
+    endpoint = target.endpoint
+    scheme = urlparse(endpoint.uri).scheme
+    if scheme in HTTP_SCHEMES:
+        if not is_healthy(endpoint.uri, timeout=5.0):
+            raise UserError(f"tracking.uri={endpoint.shown}: no MLflow server answers there (GET /health failed)")
+        check_credentials(endpoint)
+    elif scheme not in ("sqlite", "postgresql", "mysql", "mssql", "file", "databricks", "") and "+" not in scheme:
+        raise UserError(f"tracking.uri={endpoint.shown}: unsupported scheme {scheme!r}; use http(s)://, sqlite:/// "
+                        "or a database URI")
 
 
 @dataclass(frozen=True)
@@ -78,18 +100,32 @@ class SweepRecord:
     base_identity: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arguments": list(self.arguments), "multirun": self.multirun, "swept_keys": list(self.swept_keys),
+        return {"arguments": [redact_uri(a) for a in self.arguments], "multirun": self.multirun, "swept_keys": list(self.swept_keys),
                 "base_identity": self.base_identity}
+
+    @property
+    def replayable_arguments(self) -> list[str]:
+        """The recorded arguments a resume replays: a masked address is given again by the resuming command."""
+        return [a for a in self.arguments if MASK not in a]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SweepRecord":
         return cls(tuple(data["arguments"]), bool(data["multirun"]), tuple(data["swept_keys"]), dict(data["base_identity"]))
 
 
+def for_the_record(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as params and artifacts show it: addresses with their passwords masked."""
+    recorded = dict(config)
+    for group, key in (("tracking", "uri"), ("cluster", "address")):
+        if isinstance(recorded.get(group), Mapping) and recorded[group].get(key):
+            recorded[group] = {**recorded[group], key: redact_uri(str(recorded[group][key]))}
+    return recorded
+
+
 class SweepTracker:
-    def __init__(self, uri: str, experiment: str) -> None:
-        self.client = MlflowClient(uri)
-        self.uri = uri
+    def __init__(self, endpoint: TrackingEndpoint, experiment: str) -> None:
+        self.endpoint = endpoint
+        self.client = endpoint.client()
         self.experiment_name = experiment
 
     def experiment_id(self, create: bool = False) -> Optional[str]:
@@ -152,10 +188,11 @@ class SweepTracker:
         tags = {SWEEP_TAG: sweep_id, TRIAL_TAG: trial_id, KIND_TAG: TRIAL_KIND, MLFLOW_PARENT_RUN_ID: parent_run_id,
                 OVERRIDES_TAG: json.dumps(list(overrides)), MLFLOW_RUN_NAME: name[:250]}
         run = self.client.create_run(self.experiment_id(create=True), tags=tags, run_name=name[:250])
-        params = [Param(k, v[:6000]) for k, v in sorted(flatten(config).items())]
+        recorded = for_the_record(config)
+        params = [Param(k, v[:6000]) for k, v in sorted(flatten(recorded).items())]
         for start in range(0, len(params), PARAM_BATCH):
             self.client.log_batch(run.info.run_id, params=params[start : start + PARAM_BATCH])
-        self.client.log_dict(run.info.run_id, dict(config), TRIAL_CONFIG)
+        self.client.log_dict(run.info.run_id, recorded, TRIAL_CONFIG)
         self.client.update_run(run.info.run_id, status="SCHEDULED")
         return run.info.run_id
 
@@ -163,7 +200,7 @@ class SweepTracker:
         self.client.update_run(run_id, status="SCHEDULED")
 
     def fail_run(self, run_id: str, message: str) -> None:
-        self.client.log_batch(run_id, tags=[RunTag("error", message[:5000])])
+        self.client.log_batch(run_id, tags=[RunTag("error", scrub(message, self.endpoint.secrets)[:5000])])
         self.client.set_terminated(run_id, status="FAILED")
 
     def finish_parent(self, run_id: str, all_finished: bool) -> None:

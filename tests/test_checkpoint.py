@@ -1,19 +1,17 @@
-"""Checkpoints: atomic, checksummed, kept in the run, corrupt ones skipped, resumed bit for bit."""
+"""Checkpoints: atomic, checksummed, resumed bit for bit (storing them in runs: test_tracking_contract.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
 
 from orchestrator.planning import plan_sweep
 from orchestrator.tracking import SweepTracker
 from workers.spec import TrialSpec
 from workers.training.checkpoint import TrainingState, capture_rng, read_checkpoint, write_checkpoint
-from workers.training.checkpoint_store import CheckpointStore
+from workers.tracking_endpoint import TrackingEndpoint
 from workers.training.trial import run_trial
 
 
@@ -39,39 +37,17 @@ def test_truncated_checkpoint_fails_its_checksum(tmp_path: Path) -> None:
         read_checkpoint(path)
 
 
-def _new_run(mlflow_uri: str, experiment: str) -> tuple[MlflowClient, str]:
-    client = MlflowClient(mlflow_uri)
-    experiment_id = client.create_experiment(experiment)
-    return client, client.create_run(experiment_id).info.run_id
-
-
-def test_store_keeps_the_newest_and_falls_back_past_a_corrupt_one(tmp_path: Path, mlflow_uri: str, experiment: str) -> None:
-    client, run_id = _new_run(mlflow_uri, experiment)
-    store = CheckpointStore(client, run_id, tmp_path, keep=2)
-    for epoch in (1, 2, 3):
-        store.save(_state(epoch))
-    assert store.epochs() == [2, 3], "only the newest `keep` checkpoints stay in the run"
-    assert client.get_run(run_id).data.tags["checkpoint_epoch"] == "3"
-
-    artifact_dir = Path(urlparse(client.get_run(run_id).info.artifact_uri).path) / "checkpoints"
-    newest = artifact_dir / "epoch_0003.pt"
-    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
-    with pytest.warns(UserWarning, match="epoch_0003.pt .* unusable .*falling back"):
-        state = CheckpointStore(client, run_id, tmp_path / "again", keep=2).latest()
-    assert state is not None and state.epoch == 2
-
-
 def _spec(tracker: SweepTracker, config: dict, faults: dict, run_id: str | None = None) -> TrialSpec:
     if run_id is None:
         run_id = tracker.create_trial_run(tracker.client.create_run(tracker.experiment_id(create=True)).info.run_id,
                                           "bitwise", "t", ("x",), config)
-    return TrialSpec("t", "bitwise", run_id, tracker.uri, config, faults)
+    return TrialSpec("t", "bitwise", run_id, tracker.endpoint, config, faults)
 
 
 def test_resumed_trial_ends_bit_for_bit_equal_to_an_uninterrupted_one(tmp_path: Path, mlflow_uri: str, experiment: str) -> None:
     config = plan_sweep(["dataset=digits", "trainer.epochs=4", "checkpoint.every=1", "model.hidden_sizes=[32]",
                          "dataset.subsample=600"], multirun=False).trials[0].config
-    tracker = SweepTracker(mlflow_uri, experiment)
+    tracker = SweepTracker(TrackingEndpoint(mlflow_uri), experiment)
 
     straight = _spec(tracker, config, {})
     assert run_trial(straight).state == "FINISHED"

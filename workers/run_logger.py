@@ -14,28 +14,41 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from mlflow.entities import Metric, RunTag
-from mlflow.tracking import MlflowClient
+
+from workers.placement import where_am_i
+from workers.run_artifacts import RunArtifacts
+from workers.tracking_endpoint import TrackingEndpoint, scrub
 
 HEARTBEAT_TAG = "heartbeat"
 ERROR_TAG = "error"
 EPOCH_TAG = "epoch"
 ATTEMPT_TAG = "attempts"
+CHECKPOINT_EPOCH_TAG = "checkpoint_epoch"
+# The Ray node (IP) and its id the current attempt runs on, for `sweep status` and node-loss forensics.
+NODE_TAG, NODE_ID_TAG = "node", "node_id"
 
 
 class RunLogger:
-    def __init__(self, tracking_uri: str, run_id: str) -> None:
-        self.client = MlflowClient(tracking_uri)
+    def __init__(self, endpoint: TrackingEndpoint, run_id: str) -> None:
+        self.endpoint = endpoint
+        self.client = endpoint.client()
         self.run_id = run_id
 
+    def artifacts(self) -> RunArtifacts:
+        return RunArtifacts(self.client, self.endpoint.uri, self.run_id)
+
     def mark_running(self) -> None:
-        """Start (or restart, after a retry or resume) the run, counting the attempt and naming the worker's PID."""
+        """Start (or restart, after a retry or resume) the run, counting the attempt and naming the worker's PID
+        and node."""
         tags = self.client.get_run(self.run_id).data.tags
         attempts = int(tags.get(ATTEMPT_TAG, "0")) + 1
         if ERROR_TAG in tags:
             # The previous attempt's error; its traceback stays among the artifacts.
             self.client.delete_tag(self.run_id, ERROR_TAG)
         self.client.update_run(self.run_id, status="RUNNING")
+        node = where_am_i()
         self.client.log_batch(self.run_id, tags=[RunTag(ATTEMPT_TAG, str(attempts)), RunTag("worker_pid", str(os.getpid())),
+                                                 RunTag(NODE_TAG, node.address), RunTag(NODE_ID_TAG, node.node_id),
                                                  RunTag(HEARTBEAT_TAG, f"{time.time():.3f}")])
 
     def heartbeat(self) -> None:
@@ -82,6 +95,9 @@ class RunLogger:
         history = self.client.get_metric_history(self.run_id, "test_acc")
         return max((m.step for m in history), default=0)
 
+    def record_checkpoint(self, epoch: int) -> None:
+        self.client.set_tag(self.run_id, CHECKPOINT_EPOCH_TAG, str(epoch))
+
     def log_artifact(self, local_path: Path, artifact_dir: str) -> None:
         self.client.log_artifact(self.run_id, str(local_path), artifact_dir)
 
@@ -89,6 +105,7 @@ class RunLogger:
         self.client.set_terminated(self.run_id, status="FINISHED")
 
     def fail(self, message: str, traceback_text: str) -> None:
-        self.client.set_tag(self.run_id, ERROR_TAG, message[:5000])
-        self.client.log_text(self.run_id, traceback_text, "error/traceback.txt")
+        secrets = self.endpoint.secrets
+        self.client.set_tag(self.run_id, ERROR_TAG, scrub(message, secrets)[:5000])
+        self.client.log_text(self.run_id, scrub(traceback_text, secrets), "error/traceback.txt")
         self.client.set_terminated(self.run_id, status="FAILED")

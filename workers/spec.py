@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers.tracking_endpoint import TrackingEndpoint
+
 
 @dataclass(frozen=True)
 class TrialSpec:
@@ -15,7 +17,7 @@ class TrialSpec:
     sweep_id: str
     # The trial's child run, created by the orchestrator before launch; the worker logs into it.
     run_id: str
-    tracking_uri: str
+    tracking: TrackingEndpoint
     # The trial's resolved config as nested plain dicts (model, dataset, optimizer, ..., trainer).
     config: dict[str, Any]
     # Test-only fault injection; not part of the trial's identity.
@@ -27,7 +29,7 @@ class SpectrumJobSpec:
     """Spectra of a trial's stored checkpoints, logged into the trial's run."""
 
     run_id: str
-    tracking_uri: str
+    tracking: TrackingEndpoint
     # The trial's resolved config; its ``spectrum`` node holds the settings.
     config: dict[str, Any]
     epochs: tuple[int, ...]

@@ -42,7 +42,7 @@ def _device(config: Mapping[str, Any]) -> str:
 
 
 def run_spectrum_job(spec: SpectrumJobSpec) -> TrialOutcome:
-    logger = RunLogger(spec.tracking_uri, spec.run_id)
+    logger = RunLogger(spec.tracking, spec.run_id)
     trial_id = logger.client.get_run(spec.run_id).data.tags.get("trial_id", spec.run_id)
     try:
         metrics = _compute_and_log(spec, logger)
@@ -64,7 +64,7 @@ def _compute_and_log(spec: SpectrumJobSpec, logger: RunLogger) -> dict[str, floa
     model = build_model(config["model"], splits.input_shape, splits.num_classes)
     metrics: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="spectrum-") as scratch:
-        store = CheckpointStore(logger.client, spec.run_id, Path(scratch), keep=1)
+        store = CheckpointStore(logger.artifacts(), Path(scratch), keep=1)
         for epoch in spec.epochs:
             model.load_state_dict(store.load(epoch).model)
             result = shifted_by_l2(compute_spectrum(model, F.cross_entropy, splits.train_inputs, splits.train_targets,

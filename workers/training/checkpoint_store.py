@@ -6,11 +6,10 @@ import warnings
 from pathlib import Path
 from typing import Iterable, Optional
 
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-from mlflow.tracking import MlflowClient
-
 from workers.artifacts import CHECKPOINT_DIR, CHECKSUM_SUFFIX, checkpoint_epochs, checkpoint_path
+from workers.run_artifacts import RunArtifacts
 from workers.training.checkpoint import TrainingState, read_checkpoint, write_checkpoint
+
 
 class CheckpointStore:
     """Writes checkpoints locally, uploads them to the run, keeps the newest ``keep`` of them there.
@@ -18,24 +17,23 @@ class CheckpointStore:
     Checkpoints of ``protected`` epochs (those a spectrum is computed at) are never pruned.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, scratch: Path, keep: int,
-                 protected: Iterable[int] = ()) -> None:
-        self.client = client
-        self.run_id = run_id
+    def __init__(self, artifacts: RunArtifacts, scratch: Path, keep: int, protected: Iterable[int] = ()) -> None:
+        self.artifacts = artifacts
+        self.run_id = artifacts.run_id
         self.scratch = scratch
         self.keep = keep
         self.protected = frozenset(protected)
 
     def save(self, state: TrainingState) -> None:
+        """Upload the checkpoint, then prune: an older checkpoint goes only once a newer one is stored."""
         path = write_checkpoint(state, self.scratch / "out")
-        self.client.log_artifact(self.run_id, str(path.with_name(path.name + CHECKSUM_SUFFIX)), CHECKPOINT_DIR)
+        self.artifacts.upload(path.with_name(path.name + CHECKSUM_SUFFIX), CHECKPOINT_DIR)
         # The checkpoint itself goes last: a checkpoint without its checksum file is never taken as valid.
-        self.client.log_artifact(self.run_id, str(path), CHECKPOINT_DIR)
-        self.client.set_tag(self.run_id, "checkpoint_epoch", str(state.epoch))
+        self.artifacts.upload(path, CHECKPOINT_DIR)
         self._prune()
 
     def epochs(self) -> list[int]:
-        return checkpoint_epochs(Path(info.path).name for info in self.client.list_artifacts(self.run_id, CHECKPOINT_DIR))
+        return checkpoint_epochs(self.artifacts.names(CHECKPOINT_DIR))
 
     def latest(self) -> Optional[TrainingState]:
         """The newest checkpoint of the run that verifies; each newer corrupt one is skipped with a warning."""
@@ -50,14 +48,14 @@ class CheckpointStore:
     def load(self, epoch: int) -> TrainingState:
         """The verified checkpoint of ``epoch``; raises if it is missing, corrupt or truncated."""
         name = checkpoint_path(epoch)
-        path = Path(self.client.download_artifacts(self.run_id, name, str(self.scratch / "in")))
-        self.client.download_artifacts(self.run_id, name + CHECKSUM_SUFFIX, str(self.scratch / "in"))
+        path = self.artifacts.download(name, self.scratch / "in")
+        self.artifacts.download(name + CHECKSUM_SUFFIX, self.scratch / "in")
         return read_checkpoint(path)
 
     def _prune(self) -> None:
-        repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri)
         for epoch in self.epochs()[: -self.keep]:
             if epoch not in self.protected:
+                # The checkpoint before its checksum: a checksum without its checkpoint is simply ignored.
                 for artifact in (checkpoint_path(epoch), checkpoint_path(epoch) + CHECKSUM_SUFFIX):
-                    repo.delete_artifacts(artifact)
+                    self.artifacts.delete(artifact)
 

@@ -42,7 +42,7 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     Errors whose class the sweep lists in ``cluster.retry_exceptions`` are re-raised as
     :class:`RetryableTrialError` so that Ray retries the task.
     """
-    logger = RunLogger(spec.tracking_uri, spec.run_id)
+    logger = RunLogger(spec.tracking, spec.run_id)
     logger.mark_running()
     try:
         with logger.beating(interval=max(1.0, float(spec.config["tracking"]["heartbeat_timeout"]) / 4)):
@@ -72,7 +72,7 @@ def _train(spec: TrialSpec, logger: RunLogger) -> dict[str, float]:
     generator = torch.Generator().manual_seed(int(trainer["seed"]))
 
     with tempfile.TemporaryDirectory(prefix="trial-") as scratch:
-        store = CheckpointStore(logger.client, spec.run_id, Path(scratch), keep=int(cfg["checkpoint"]["keep"]),
+        store = CheckpointStore(logger.artifacts(), Path(scratch), keep=int(cfg["checkpoint"]["keep"]),
                                 protected=spectrum_epochs(cfg))
         epoch, step = _resume(store, model, recipe, generator)
         logged_through = logger.last_logged_epoch()
@@ -93,6 +93,7 @@ def _train(spec: TrialSpec, logger: RunLogger) -> dict[str, float]:
             if _checkpoint_due(epoch + 1, cfg):
                 state = TrainingState(epoch + 1, step, model.state_dict(), recipe.state_dict(), capture_rng(generator))
                 store.save(state)
+                logger.record_checkpoint(epoch + 1)
         return metrics
 
 

@@ -1,0 +1,188 @@
+"""One contract for the tracking behaviour the project relies on, run against every store a lab uses.
+
+Stores (each started as its own docs start it):
+- ``embedded``: the default local store (SQLite under ``.sweeps/``) behind the server ``sweep run`` starts; status
+  and resume read the SQLite file directly, as they do when no server runs;
+- ``stock-sqlite``: ``mlflow server --backend-store-uri sqlite:///... --host 127.0.0.1 --port P`` (proxied
+  artifacts: runs get ``mlflow-artifacts:/`` URIs);
+- ``stock-postgres``: the same on a real PostgreSQL 16;
+- ``auth-env`` / ``auth-uri``: MLflow's basic-auth app, credentials from MLFLOW_TRACKING_USERNAME/PASSWORD, or
+  inside the URI.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+import torch
+
+from conftest import AUTH_PASSWORD
+from orchestrator.mlflow_server import LocalMlflowServer, local_store
+from orchestrator.status import FAILED, FINISHED, RUNNING, trial_status
+from orchestrator.tracking import SweepRecord, SweepTracker
+from tracking_servers import ADMIN_USER, StockServer
+from workers.artifacts import CHECKPOINT_DIR, SPECTRUM_DIR, TRIAL_CONFIG, checkpoint_path
+from workers.run_logger import RunLogger
+from workers.tracking_endpoint import PASSWORD_ENV, USERNAME_ENV, TrackingEndpoint
+from workers.training.checkpoint import TrainingState, capture_rng
+from workers.training.checkpoint_store import CheckpointStore
+
+STORES = ("embedded", "stock-sqlite", "stock-postgres", "auth-env", "auth-uri")
+
+
+@dataclass(frozen=True)
+class Store:
+    # Where trials write (a server), and where `sweep status` / `sweep resume` read.
+    writer: TrackingEndpoint
+    reader: TrackingEndpoint
+    artifact_scheme: str
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    directory = tmp_path_factory.mktemp("embedded") / ".sweeps"
+    server = LocalMlflowServer(directory)
+    yield server.start(), directory
+    server.stop()
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Store:
+    kind = request.param
+    if kind == "embedded":
+        uri, directory = request.getfixturevalue("embedded")
+        return Store(TrackingEndpoint(uri), TrackingEndpoint(local_store(directory)[0]), "file")
+    if kind.startswith("auth"):
+        server: StockServer = request.getfixturevalue("auth_server")
+        monkeypatch.delenv(USERNAME_ENV, raising=False)
+        monkeypatch.delenv(PASSWORD_ENV, raising=False)
+        if kind == "auth-env":
+            monkeypatch.setenv(USERNAME_ENV, ADMIN_USER)
+            monkeypatch.setenv(PASSWORD_ENV, AUTH_PASSWORD)
+            endpoint = TrackingEndpoint.from_uri(server.uri)
+        else:
+            endpoint = TrackingEndpoint.from_uri(server.uri.replace("http://", f"http://{ADMIN_USER}:{AUTH_PASSWORD}@"))
+        return Store(endpoint, endpoint, "mlflow-artifacts")
+    server = request.getfixturevalue("stock_server" if kind == "stock-sqlite" else "postgres_server")
+    return Store(TrackingEndpoint(server.uri), TrackingEndpoint(server.uri), "mlflow-artifacts")
+
+
+def _state(epoch: int) -> TrainingState:
+    generator = torch.Generator().manual_seed(epoch)
+    return TrainingState(epoch, 10 * epoch, {"w": torch.full((3,), float(epoch))}, {"optimizer": {}}, capture_rng(generator))
+
+
+def _trial(store: Store, experiment: str, sweep: str = "contract") -> tuple[SweepTracker, str, str]:
+    tracker = SweepTracker(store.writer, experiment)
+    record = SweepRecord(("-m", "optimizer.lr=0.1,0.2"), True, ("optimizer.lr",), {"trainer": {"epochs": 3}})
+    parent = tracker.ensure_parent(sweep, record)
+    config = {"optimizer": {"lr": 0.1}, "trainer": {"epochs": 3}, "tracking": {"uri": store.writer.shown}}
+    run_id = tracker.create_trial_run(parent, sweep, "t-01", ("optimizer.lr=0.1",), config)
+    return tracker, parent, run_id
+
+
+def test_parent_and_trial_runs_are_found_by_their_tags(store: Store, experiment: str, tmp_path: Path) -> None:
+    tracker, parent, run_id = _trial(store, experiment)
+    second = tracker.create_trial_run(parent, "contract", "t-02", ("optimizer.lr=0.2",), {"optimizer": {"lr": 0.2}})
+    assert tracker.ensure_parent("contract", SweepRecord((), True, (), {})) == parent, "found again, not duplicated"
+
+    reader = SweepTracker(store.reader, experiment)
+    assert reader.find_parent("contract").info.run_id == parent
+    assert reader.latest_sweep_id() == "contract"
+    runs = reader.trial_runs("contract")
+    assert {tid: r.info.run_id for tid, r in runs.items()} == {"t-01": run_id, "t-02": second}
+    run = runs["t-01"]
+    assert run.info.artifact_uri.startswith(store.artifact_scheme + ":"), run.info.artifact_uri
+    assert run.info.status == "SCHEDULED"
+    assert run.data.params["optimizer.lr"] == "0.1"
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert json.loads(run.data.tags["overrides"]) == ["optimizer.lr=0.1"]
+    config = json.loads(Path(reader.client.download_artifacts(run_id, TRIAL_CONFIG, str(tmp_path))).read_text())
+    assert config["optimizer"] == {"lr": 0.1}
+    assert reader.sweep_record("contract") == SweepRecord((), True, (), {}), "the plan record is kept current"
+
+
+def test_epochs_are_logged_once_and_read_back_by_status(store: Store, experiment: str) -> None:
+    _, _, run_id = _trial(store, experiment)
+    logger = RunLogger(store.writer, run_id)
+    logger.mark_running()
+    for epoch in (1, 2):
+        logger.log_epoch(epoch, {"train_loss": 1.0 / epoch, "test_acc": 0.5 + epoch / 10})
+    assert logger.last_logged_epoch() == 2
+
+    reader = SweepTracker(store.reader, experiment)
+    status = trial_status(reader.trial_runs("contract")["t-01"], heartbeat_timeout=300)
+    assert (status.state, status.epoch, status.attempts, status.test_acc) == (RUNNING, 2, 1, pytest.approx(0.7))
+    assert status.node, "the node the attempt runs on is recorded"
+    history = reader.client.get_metric_history(run_id, "train_loss")
+    assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 0.5)]
+
+    logger.mark_running()  # a retry: a second attempt in the same run
+    logger.finish()
+    status = trial_status(reader.trial_runs("contract")["t-01"], heartbeat_timeout=300)
+    assert (status.state, status.attempts) == (FINISHED, 2)
+
+
+def test_checkpoints_upload_list_download_and_prune(store: Store, experiment: str, tmp_path: Path) -> None:
+    """The first-wave failure: pruning against a stock server raised for every trial (mlflow-artifacts URIs)."""
+    _, _, run_id = _trial(store, experiment)
+    logger = RunLogger(store.writer, run_id)
+    checkpoints = CheckpointStore(logger.artifacts(), tmp_path / "a", keep=2, protected=(1,))
+    for epoch in (1, 2, 3, 4):
+        checkpoints.save(_state(epoch))
+    assert checkpoints.epochs() == [1, 3, 4], "the newest `keep`, and the protected epoch 1"
+    names = {Path(f.path).name for f in logger.client.list_artifacts(run_id, CHECKPOINT_DIR)}
+    assert names == {f"epoch_000{e}.pt{s}" for e in (1, 3, 4) for s in ("", ".sha256")}
+    assert torch.equal(checkpoints.load(3).model["w"], torch.full((3,), 3.0))
+
+    # A truncated newest checkpoint (a crash mid-upload) is skipped for the previous one, on any store.
+    newest = checkpoints.load(4)
+    assert newest.epoch == 4
+    broken = tmp_path / "broken" / Path(checkpoint_path(4)).name
+    broken.parent.mkdir()
+    full = tmp_path / "a" / "in" / checkpoint_path(4)
+    broken.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    logger.artifacts().upload(broken, CHECKPOINT_DIR)
+    with pytest.warns(UserWarning, match="epoch_0004.pt .* unusable .*falling back"):
+        state = CheckpointStore(logger.artifacts(), tmp_path / "b", keep=2).latest()
+    assert state is not None and state.epoch == 3
+
+
+def test_spectrum_artifacts_and_a_failure_are_recorded(store: Store, experiment: str, tmp_path: Path) -> None:
+    _, _, run_id = _trial(store, experiment)
+    logger = RunLogger(store.writer, run_id)
+    logger.mark_running()
+    ritz = tmp_path / "epoch_3.json"
+    ritz.write_text(json.dumps({"ritz_values": [1.0, 2.0]}))
+    png = tmp_path / "epoch_3.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
+    logger.log_artifact(ritz, SPECTRUM_DIR)
+    logger.log_artifact(png, SPECTRUM_DIR)
+    logger.log_metrics(3, {"lambda_max": 12.5})
+    logger.fail("RuntimeError: boom", "Traceback (most recent call last):\nRuntimeError: boom\n")
+
+    reader = SweepTracker(store.reader, experiment)
+    assert logger.artifacts().names(SPECTRUM_DIR) == ["epoch_3.json", "epoch_3.png"]
+    stored = Path(reader.client.download_artifacts(run_id, f"{SPECTRUM_DIR}/epoch_3.json", str(tmp_path / "dl")))
+    assert json.loads(stored.read_text())["ritz_values"] == [1.0, 2.0]
+    run = reader.trial_runs("contract")["t-01"]
+    assert run.data.metrics["lambda_max"] == 12.5
+    status = trial_status(run, heartbeat_timeout=300)
+    assert (status.state, status.error) == (FAILED, "RuntimeError: boom")
+    assert "RuntimeError: boom" in Path(reader.client.download_artifacts(run_id, "error/traceback.txt",
+                                                                          str(tmp_path / "tb"))).read_text()
+
+
+def test_a_failed_run_is_recorded_by_the_orchestrator(store: Store, experiment: str) -> None:
+    tracker, parent, run_id = _trial(store, experiment)
+    tracker.fail_run(run_id, "WorkerCrashedError: the worker died")
+    tracker.finish_parent(parent, all_finished=False)
+    reader = SweepTracker(store.reader, experiment)
+    assert reader.trial_runs("contract")["t-01"].data.tags["error"] == "WorkerCrashedError: the worker died"
+    assert reader.find_parent("contract").info.status == "FAILED"
+    assert urlsplit(store.writer.uri).password is None, "no password in the URI MLflow is handed"
