@@ -7,6 +7,7 @@ calls :func:`trial_task` for one grid point after another in this process, a deb
 from __future__ import annotations
 
 import sys
+import tempfile
 
 import hydra
 from omegaconf import DictConfig
@@ -38,9 +39,12 @@ def run_with_hydra(session: SweepSession) -> None:
     register_configs()
     activate(session)
     saved_argv = sys.argv
-    sys.argv = ["sweep", "--multirun", *session.plan.arguments]
-    try:
-        hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(trial_task)()
-    finally:
-        sys.argv = saved_argv
-        activate(None)
+    # Hydra's sweeper writes the composed config, addresses and credentials included, to multirun.yaml in its sweep
+    # directory; the runs live in MLflow, so that directory is scratch that goes when the sweep does.
+    with tempfile.TemporaryDirectory(prefix="sweep-hydra-") as scratch:
+        sys.argv = ["sweep", "--multirun", *session.plan.arguments, f"hydra.sweep.dir={scratch}"]
+        try:
+            hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(trial_task)()
+        finally:
+            sys.argv = saved_argv
+            activate(None)

@@ -184,6 +184,7 @@ class SweepTracker:
 
     def create_trial_run(self, parent_run_id: str, sweep_id: str, trial_id: str, overrides: tuple[str, ...],
                          config: Mapping[str, Any]) -> str:
+        overrides = tuple(redact_uri(o) for o in overrides)
         name = " ".join(overrides) or trial_id
         tags = {SWEEP_TAG: sweep_id, TRIAL_TAG: trial_id, KIND_TAG: TRIAL_KIND, MLFLOW_PARENT_RUN_ID: parent_run_id,
                 OVERRIDES_TAG: json.dumps(list(overrides)), MLFLOW_RUN_NAME: name[:250]}

@@ -20,8 +20,9 @@ from mlflow.tracking import MlflowClient
 USERNAME_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
 HTTP_SCHEMES = ("http", "https")
 MASK = "***"
-# user:password@ in any URI (a database URI keeps its password: SQLAlchemy needs it; it is only ever shown masked).
-_USERINFO_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^/@:\s]*):(?P<password>[^/@\s]*)@")
+# user:password@ in any URI (a database URI keeps its password: SQLAlchemy needs it; it is only ever shown masked),
+# also as Hydra's sweepers write it into overrides, with every ':' escaped as '\:'.
+_USERINFO_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*\\?://[^/@:\s\\]*)\\?:(?P<password>[^/@\s]*)@")
 
 
 def redact_uri(uri: str) -> str:
