@@ -28,13 +28,38 @@ def test_ggn_products_equal_explicit_jt_h_j(ref, name, bn_mode):
     assert ref.relative_error(ref.dense(operator), ref.exact_ggn(model, batches, bn_mode)) < 1e-10
 
 
+@pytest.mark.parametrize(("name", "bn_mode"), CASES)
 @pytest.mark.parametrize(("operator_class", "exact"), [(HessianOperator, "exact_hessian"), (GGNOperator, "exact_ggn")])
-def test_one_batch_keeps_its_graph_across_products_and_stays_exact(ref, operator_class, exact):
-    model, batches = ref.make_model("bn_cnn"), ref.make_data("bn_cnn", sizes=(9,))
-    operator = operator_class(model, F.cross_entropy, batches[0], bn_mode="train", dtype=torch.float64)
+def test_one_batch_keeps_its_graph_across_products_and_stays_exact(ref, operator_class, exact, name, bn_mode):
+    model, batches = ref.make_model(name), ref.make_data(name, sizes=(9,))
+    operator = operator_class(model, F.cross_entropy, batches[0], bn_mode=bn_mode, dtype=torch.float64)
     with torch.no_grad():
         matrix = ref.dense(operator)
-    assert ref.relative_error(matrix, getattr(ref, exact)(model, batches, "train")) < 1e-10
+    assert ref.relative_error(matrix, getattr(ref, exact)(model, batches, bn_mode)) < 1e-10
+
+
+@pytest.mark.parametrize("operator_class", [HessianOperator, GGNOperator])
+def test_one_batch_runs_the_network_once_and_many_batches_once_per_product(ref, operator_class):
+    """The kept graph is really reused (one forward for any number of products, as PyHessian does for one
+    batch); data of several batches, or an iterable the operator cannot know repeats, rebuilds it each time."""
+    model, batches = ref.make_model("bn_cnn"), ref.make_data("bn_cnn")
+    forwards = []
+    model.register_forward_pre_hook(lambda module, args: forwards.append(len(args[0])))
+    inputs, targets = (torch.cat(t) for t in zip(*batches, strict=True))
+    v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+
+    def forwards_for_three_products(data, **options) -> list[int]:
+        forwards.clear()
+        operator = operator_class(model, F.cross_entropy, data, dtype=torch.float64, **options)
+        products = [operator.matvec(v) for _ in range(3)]
+        assert all(torch.equal(products[0], p) for p in products[1:])
+        return list(forwards)
+
+    assert forwards_for_three_products((inputs, targets)) == [len(inputs)]
+    assert forwards_for_three_products([(inputs, targets)]) == [len(inputs)]
+    assert forwards_for_three_products((inputs, targets), batch_size=7) == [7, 7, 2] * 3
+    assert forwards_for_three_products(iter(batches)) == [7, 5, 4] * 3
+    assert forwards_for_three_products(DataLoader(TensorDataset(inputs, targets), batch_size=16)) == [16] * 3
 
 
 def test_bn_modes_give_different_operators(ref):

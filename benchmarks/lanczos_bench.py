@@ -1,0 +1,137 @@
+"""Lanczos on one batch: the gradient's graph kept across products against rebuilt for each, and PyHessian.
+
+1. Time of a whole 40-step Lanczos run (operator built inside the timed call, so the one forward and
+   backward that build the kept graph are counted), on one batch of 256 MNIST-sized images: ours with the
+   graph kept / ours with it rebuilt for every product (the path any multi-batch data takes), and ours /
+   PyHessian 0.1's `density(iter=40, n_v=1)` (which also keeps the graph of a single batch, built in its
+   constructor, timed with it). Models: MLP 784-100-10 and a 2-conv CNN with BatchNorm in eval mode.
+
+Times are the fastest of interleaved repeats: on a shared machine that is the least disturbed run.
+
+    pip install --no-deps pyhessian==0.1   # optional peer, not a project dependency
+    python benchmarks/lanczos_bench.py [--repeats 5] [--steps 40] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workers.curvature import HessianOperator, slq
+
+Row = tuple[str, float, float, str]
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, 10))
+
+
+def bn_cnn() -> nn.Module:
+    def block(c_in: int, c_out: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
+
+    return nn.Sequential(*block(1, 16), *block(16, 32), nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+
+
+def one_batch(device: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    inputs, targets = torch.randn(256, 1, 28, 28, generator=generator), torch.randint(0, 10, (256,), generator=generator)
+    return inputs.to(device), targets.to(device)
+
+
+class Rebuilt:
+    """The same single batch as a re-iterable: the operator cannot know an iterable repeats itself, so it
+    rebuilds the graph for every product, exactly as for data of many batches."""
+
+    def __init__(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.batch = batch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        yield self.batch
+
+
+def fastest_of(calls: dict[str, Callable[[], object]], repeats: int, sync: Callable[[], None]) -> dict[str, float]:
+    """Fastest time of each call, interleaved so that every call meets the same background load."""
+    for call in calls.values():
+        call(), sync()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}
+
+
+def pyhessian_available() -> bool:
+    try:
+        import pyhessian  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pyhessian_density(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], steps: int) -> None:
+    from pyhessian import hessian
+
+    # PyHessian 0.1 ends density() with torch.eig, removed from torch; T is symmetric, so eig's real parts do.
+    def eig(matrix: torch.Tensor, eigenvectors: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        values, vectors = torch.linalg.eig(matrix)
+        return torch.stack([values.real, values.imag], dim=1), vectors.real
+
+    torch.eig = eig
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its backward(create_graph=True) warns about a reference cycle
+        hessian(model, F.cross_entropy, data=batch, cuda=batch[0].is_cuda).density(iter=steps, n_v=1)
+    model.zero_grad(set_to_none=True)  # drop the graph it left in .grad
+
+
+def measure(name: str, model: nn.Module, steps: int, repeats: int, device: str) -> list[Row]:
+    model = model.to(device).eval()
+    batch = one_batch(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    calls: dict[str, Callable[[], object]] = {
+        "kept": lambda: slq(HessianOperator(model, F.cross_entropy, batch, device=device), steps, 1),
+        "rebuilt": lambda: slq(HessianOperator(model, F.cross_entropy, Rebuilt(batch), device=device), steps, 1),
+    }
+    if pyhessian_available():
+        theirs = copy.deepcopy(model)
+        calls["pyhessian"] = lambda: pyhessian_density(theirs, batch, steps)
+    best = fastest_of(calls, repeats, sync)
+    rows = [(f"{name}: graph kept / rebuilt", best["kept"], best["rebuilt"], "< 1")]
+    if "pyhessian" in best:
+        rows.append((f"{name}: ours (graph kept) / PyHessian 0.1", best["kept"], best["pyhessian"], "<= 0.7"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    rows = [
+        *measure("MLP 784-100-10", mlp(), args.steps, args.repeats, args.device),
+        *measure("CNN 2 conv + BN (eval)", bn_cnn(), args.steps, args.repeats, args.device),
+    ]
+    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
+          f"{args.steps} Lanczos steps on one batch of 256, fastest of {args.repeats}")
+    if not pyhessian_available():
+        print("PyHessian not installed: no peer rows (pip install --no-deps pyhessian==0.1)")
+    print(f"{'measurement':<56} {'ours s':>8} {'base s':>8} {'ratio':>7}  target")
+    for label, ours, base, target in rows:
+        print(f"{label:<56} {ours:>8.3f} {base:>8.3f} {ours / base:>7.3f}  {target}")
+
+
+if __name__ == "__main__":
+    main()
