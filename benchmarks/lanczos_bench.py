@@ -5,11 +5,15 @@
    graph kept / ours with it rebuilt for every product (the path any multi-batch data takes), and ours /
    PyHessian 0.1's `density(iter=40, n_v=1)` (which also keeps the graph of a single batch, built in its
    constructor, timed with it). Models: MLP 784-100-10 and a 2-conv CNN with BatchNorm in eval mode.
+2. Peak memory per Ray worker while a gang of k = 1 and k = 2 runs SLQ with the Lanczos basis sliced over
+   it, for an MLP 784-2000-2000-10 (5.6M parameters, float32): the peak resident size above the worker's
+   size just before the run (VmHWM after resetting it through /proc/PID/clear_refs), next to the basis's
+   own share, steps x P / k x 4 bytes. Linux only; the gang runs on this machine's local Ray.
 
 Times are the fastest of interleaved repeats: on a shared machine that is the least disturbed run.
 
     pip install --no-deps pyhessian==0.1   # optional peer, not a project dependency
-    python benchmarks/lanczos_bench.py [--repeats 5] [--steps 40] [--device cpu|cuda]
+    python benchmarks/lanczos_bench.py [--only speed|memory] [--repeats 5] [--steps 40] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.curvature import HessianOperator, slq
+from workers.curvature import HessianOperator, ShardedHessianOperator, slq
 
 Row = tuple[str, float, float, str]
 
@@ -113,13 +118,65 @@ def measure(name: str, model: nn.Module, steps: int, repeats: int, device: str) 
     return rows
 
 
+def wide_mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 2000), nn.ReLU(), nn.Linear(2000, 2000), nn.ReLU(),
+                         nn.Linear(2000, 10))
+
+
+def _proc_status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/{pid}/status has no {field}")
+
+
+def basis_memory(num_workers: int, steps: int) -> list[tuple[float, float]]:
+    """(peak MiB above the pre-run size, basis share MiB) for each worker of a gang of num_workers."""
+    model = wide_mlp().eval()
+    generator = torch.Generator().manual_seed(0)
+    inputs, targets = torch.randn(64, 1, 28, 28, generator=generator), torch.randint(0, 10, (64,), generator=generator)
+    with ShardedHessianOperator(model, F.cross_entropy, inputs, targets, num_workers=num_workers,
+                                batch_size=32) as operator:
+        pids = operator.worker_pids()
+        before = []
+        for pid in pids:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+            before.append(_proc_status_kib(pid, "VmRSS"))
+        operator.spectrum(steps, 1)
+        peaks = [_proc_status_kib(pid, "VmHWM") - base for pid, base in zip(pids, before, strict=True)]
+        share = steps * -(-operator.size // num_workers) * 4 / 2**20
+    return [(peak / 1024, share) for peak in peaks]
+
+
+def memory_rows(steps: int) -> list[str]:
+    import ray
+
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        gangs = {k: basis_memory(k, steps) for k in (1, 2)}
+    finally:
+        ray.shutdown()
+    lines = [f"{'MLP 784-2000-2000-10, ' + str(steps) + ' steps':<40} {'worker':>6} {'peak MiB':>9} {'basis MiB':>9}"]
+    for k, workers in gangs.items():
+        for rank, (peak, share) in enumerate(workers):
+            lines.append(f"{'  k = ' + str(k):<40} {rank:>6} {peak:>9.0f} {share:>9.0f}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--only", choices=("speed", "memory"))
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.only != "speed":
+        print("\n".join(memory_rows(args.steps)))
+    if args.only == "memory":
+        return
     rows = [
         *measure("MLP 784-100-10", mlp(), args.steps, args.repeats, args.device),
         *measure("CNN 2 conv + BN (eval)", bn_cnn(), args.steps, args.repeats, args.device),

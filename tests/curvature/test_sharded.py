@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from ray.util import placement_group_table
 
-from workers.curvature import ShardedHessianOperator
+from workers.curvature import ShardedHessianOperator, slq
 from workers.curvature.kinds import OPERATOR_KINDS
 from workers.curvature.sharded import shard_bounds
 
@@ -37,6 +37,36 @@ def test_two_workers_equal_one_process(ray_session, ref, name, kind, bn_mode):
         assert (sharded.size, sharded.dtype) == (single.size, torch.float64)
         for v in vectors:
             assert ref.relative_error(sharded.matvec(v), single.matvec(v)) < 1e-10
+
+
+@pytest.mark.parametrize("basis_device", [None, "cpu"])
+def test_spectrum_with_the_basis_sliced_over_two_workers_equals_one_process(ray_session, ref, basis_device):
+    """tanh_mlp has 51 parameters: odd, so the second slice carries a padding entry that must stay zero."""
+    model = ref.make_model("tanh_mlp")
+    [(inputs, targets)] = ref.make_data("tanh_mlp", sizes=(45,))
+    options = {"dtype": torch.float64, "batch_size": 8}
+    single = OPERATOR_KINDS["hessian"](model, F.cross_entropy, (inputs, targets), **options)
+    expected = slq(single, steps=12, num_vectors=2, seed=3)
+    with ShardedHessianOperator(model, F.cross_entropy, inputs, targets, num_workers=2, **options) as sharded:
+        result = sharded.spectrum(12, 2, seed=3, basis_device=basis_device)
+        assert len(set(sharded.worker_pids())) == 2
+    assert single.size % 2 == 1 and result.size == single.size and result.steps_taken == (12, 12)
+    for ours, theirs in zip(result.alphas + result.betas, expected.alphas + expected.betas, strict=True):
+        assert torch.allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_sliced_spectrum_stops_at_invariance_on_every_rank_together(ray_session, ref):
+    """A run shorter than asked: every rank must leave Lanczos at the same step, or the gang would hang in a
+    collective. The GGN of 2 samples with 3 classes has rank 4: the seed's Krylov space is invariant at 5."""
+    model = ref.make_model("tanh_mlp")
+    [(inputs, targets)] = ref.make_data("tanh_mlp", sizes=(2,))
+    options = {"kind": "ggn", "dtype": torch.float64, "batch_size": 1}
+    single = OPERATOR_KINDS["ggn"](model, F.cross_entropy, (inputs, targets), dtype=torch.float64, batch_size=1)
+    expected = slq(single, 40, 1)
+    with ShardedHessianOperator(model, F.cross_entropy, inputs, targets, num_workers=2, **options) as sharded:
+        result = sharded.spectrum(40, 1)
+    assert result.steps_taken == expected.steps_taken == (5,)
+    assert torch.allclose(result.ritz_values[0], expected.ritz_values[0], rtol=1e-8, atol=1e-10)
 
 
 def test_shutdown_frees_the_gang(ray_session, ref):

@@ -91,7 +91,7 @@ def compute_spectrum(
         model, loss_fn, inputs, targets, kind=settings.operator, num_workers=settings.num_workers,
         cpus_per_worker=settings.cpus_per_worker, gpus_per_worker=settings.gpus_per_worker, **options,
     ) as operator:
-        return slq(operator, **spectrum)
+        return operator.spectrum(**spectrum)
 
 
 def subsample(

@@ -8,6 +8,7 @@ from functools import cached_property
 
 import torch
 
+from workers.curvature.layout import Sliced, Whole
 from workers.curvature.operators import CurvatureOperator
 from workers.curvature.validation import require_int
 
@@ -67,17 +68,20 @@ def lanczos(
 
     Stops early only when the Krylov space becomes invariant (beta within a few units of rounding of the
     operator's norm), returning the smaller exact tridiagonal; `steps_taken` on the result says how many. The basis (steps x size, op.dtype) lives on `basis_device` (default: the operator's device);
-    "cpu" keeps it out of accelerator memory at the price of moving one vector each way per step.
+    "cpu" keeps it out of accelerator memory at the price of moving one vector each way per step. Under a
+    sliced layout (`op.layout`) every rank of the gang runs this same code on its slices of v0 and of the
+    basis; dot products and norms are summed over the gang, so every rank takes the same branches.
     """
     require_int("steps", steps, 1)
     if v0.shape != (op.size,):
         raise ValueError(f"v0 has shape {tuple(v0.shape)}; the operator takes vectors of shape ({op.size},)")
+    layout = op.layout
     device = op.device if basis_device is None else torch.device(basis_device)
-    start = v0.to(device, op.dtype)
-    start_norm = math.sqrt(_dot(start, start))
+    start = layout.local(v0).to(device, op.dtype)
+    start_norm = math.sqrt(_dot(layout, start, start))
     if not math.isfinite(start_norm) or start_norm == 0.0:
         raise ValueError(f"v0 has norm {start_norm}; Lanczos needs a finite nonzero seed vector")
-    basis = torch.empty((min(steps, op.size), op.size), dtype=op.dtype, device=device)
+    basis = torch.empty((min(steps, op.size), layout.local_size(op.size)), dtype=op.dtype, device=device)
     basis[0] = start / start_norm
     # The largest |A q| seen is a lower bound on ||A|| that is within a small factor of it once the extremal
     # Ritz values have settled (it bounds |alpha| and beta from above); no sqrt(P): the rounding of a
@@ -88,16 +92,16 @@ def lanczos(
     scale = 0.0
     for j in range(len(basis)):
         w = op.matvec(basis[j].to(op.device)).to(device)
-        scale = max(scale, math.sqrt(_dot(w, w)))
-        alphas.append(_dot(basis[j], w))
+        scale = max(scale, math.sqrt(_dot(layout, w, w)))
+        alphas.append(_dot(layout, basis[j], w))
         if j + 1 == len(basis):
             break
         # Out of place: an operator may hand back its input or a buffer it keeps (the identity does).
         w = w.sub(basis[j], alpha=alphas[-1])
         if j > 0:
             w.sub_(basis[j - 1], alpha=betas[-1])
-        w = _orthogonalise(w, basis[: j + 1])
-        beta = math.sqrt(_dot(w, w))
+        w = _orthogonalise(w, basis[: j + 1], layout)
+        beta = math.sqrt(_dot(layout, w, w))
         if beta <= breakdown * scale:
             break
         betas.append(beta)
@@ -107,23 +111,23 @@ def lanczos(
     )
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
-    """a . b accumulated in float64.
+def _dot(layout: Whole | Sliced, a: torch.Tensor, b: torch.Tensor) -> float:
+    """a . b accumulated in float64 (summed over the gang's slices under a sliced layout).
 
     The coefficients of T are where float32 rounding would enter the quadrature: on the CPU, float32 `norm`
     and `dot` accumulate with an error growing like eps * sqrt(P) (2.4e-5 relative at P = 1e5, which put the
     top Ritz value of a diagonal operator 3e-5 above its largest eigenvalue); the elementwise product rounds
     once per entry and a float64 sum adds nothing measurable at any P.
     """
-    return torch.sum(a * b, dtype=torch.float64).item()
+    return layout.sum(torch.sum(a * b, dtype=torch.float64)).item()
 
 
-def _orthogonalise(w: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """w minus its projection on the rows of `basis`: classical Gram-Schmidt as two matrix-vector products,
-    repeated once when the first pass cancelled most of w."""
+def _orthogonalise(w: torch.Tensor, basis: torch.Tensor, layout: Whole | Sliced) -> torch.Tensor:
+    """w minus its projection on the rows of `basis`: classical Gram-Schmidt as two matrix-vector products
+    (the coefficients summed over the gang's slices), repeated once when the first pass cancelled most of w."""
     for _ in range(2):
-        norm_before = w.norm()
-        w = w - basis.T @ (basis @ w)
-        if w.norm() >= _KEEP_FRACTION * norm_before:
+        norm_sq_before = _dot(layout, w, w)
+        w = w - basis.T @ layout.sum(basis @ w)
+        if _dot(layout, w, w) >= _KEEP_FRACTION**2 * norm_sq_before:
             break
     return w

@@ -7,9 +7,20 @@ from collections.abc import Callable
 
 import torch
 
+from workers.curvature.layout import WHOLE, Sliced, Whole
+
 
 class CurvatureOperator(ABC):
-    """Symmetric matrix-free operator on flat vectors of `size` entries."""
+    """Symmetric matrix-free operator on flat vectors of `size` entries.
+
+    `layout` says how those vectors are held; an operator run inside a gang may hold only its slice of each,
+    and then `matvec` takes and returns slices (see `workers.curvature.layout`).
+    """
+
+    @property
+    def layout(self) -> Whole | Sliced:
+        """How this process holds a vector: whole, unless the operator says otherwise."""
+        return WHOLE
 
     @property
     @abstractmethod
@@ -28,7 +39,8 @@ class CurvatureOperator(ABC):
 
     @abstractmethod
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """`M @ v` for a flat vector `v` of `size` entries; must not modify `v`."""
+        """`M @ v` for a flat vector `v` of `size` entries (its local part under a sliced layout); must not
+        modify `v`."""
 
 
 class LambdaOperator(CurvatureOperator):

@@ -2,13 +2,15 @@
 
 Each actor computes its shard's product weighted by its share n_i / N; a torch.distributed all-reduce (NCCL
 on GPUs, Gloo on CPUs) sums them, so the driver sees the single-process full-data operator and Lanczos runs
-unchanged on rank 0's result.
+unchanged on rank 0's result. `spectrum()` instead runs SLQ inside the gang with the Lanczos basis sliced
+over the actors, so that no process holds more than 1/k of it.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import socket
 from collections.abc import Sequence
 from types import TracebackType
@@ -22,8 +24,12 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from torch import nn
 
 from workers.curvature.kinds import OPERATOR_KINDS
+from workers.curvature.layout import Sliced
 from workers.curvature.network import BN_MODES, FLOAT_DTYPES, LossFn, select_parameters
 from workers.curvature.operators import CurvatureOperator
+from workers.curvature.result import SpectrumResult
+from workers.curvature.sliced import SlicedOperator
+from workers.curvature.slq import check_slq_arguments, slq
 from workers.curvature.validation import require_choice, require_int, require_number
 
 
@@ -71,6 +77,7 @@ class _ShardWorker:
         self._operator = OPERATOR_KINDS[kind](model, loss_fn, (inputs, targets), device=device, **operator_options)
         self._share = share
         self._rank = -1
+        self._world_size = 0
 
     def rendezvous_address(self) -> tuple[str, int]:
         """This node's address and a port free on it, for the process group's TCP store."""
@@ -82,11 +89,24 @@ class _ShardWorker:
     def join(self, rank: int, world_size: int, address: str, port: int, backend: str) -> None:
         dist.init_process_group(backend, init_method=f"tcp://{address}:{port}", rank=rank, world_size=world_size)
         self._rank = rank
+        self._world_size = world_size
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor | None:
         product = self._operator.matvec(v).mul_(self._share)
         dist.all_reduce(product)
         return product.cpu() if self._rank == 0 else None
+
+    def spectrum(
+        self, steps: int, num_vectors: int, seed: int, distribution: str, basis_device: str | None
+    ) -> SpectrumResult | None:
+        """SLQ with this rank's slice of the basis; every rank computes the same result, rank 0 returns it."""
+        layout = Sliced(self._operator.size, self._rank, self._world_size, self._operator.device)
+        sliced = SlicedOperator(self._operator, self._share, layout)
+        result = slq(sliced, steps, num_vectors, seed, distribution, basis_device=basis_device)
+        return result if self._rank == 0 else None
+
+    def pid(self) -> int:
+        return os.getpid()
 
 
 class ShardedHessianOperator(CurvatureOperator):
@@ -177,6 +197,28 @@ class ShardedHessianOperator(CurvatureOperator):
         shared = ray.put(v.detach().to("cpu", self._dtype))
         # Every rank's result is awaited so that an actor's error surfaces here, not as a hang next step.
         return ray.get([w.matvec.remote(shared) for w in self._workers])[0]
+
+    def spectrum(
+        self,
+        steps: int,
+        num_vectors: int,
+        seed: int = 0,
+        distribution: str = "rademacher",
+        *,
+        basis_device: str | None = None,
+    ) -> SpectrumResult:
+        """What `slq(self, ...)` returns, computed inside the gang: each worker holds 1/num_workers of every
+        Lanczos vector (steps x P / k numbers instead of steps x P on the driver) and only whole vectors for
+        the duration of a product. basis_device="cpu" keeps those slices out of GPU memory."""
+        if not self._workers:
+            raise RuntimeError("this ShardedHessianOperator has been shut down")
+        check_slq_arguments(steps, num_vectors, seed, distribution)
+        args = (steps, num_vectors, seed, distribution, basis_device)
+        return ray.get([w.spectrum.remote(*args) for w in self._workers])[0]
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the gang's actors, by rank: what a memory probe of a worker looks at."""
+        return ray.get([w.pid.remote() for w in self._workers])
 
     def shutdown(self) -> None:
         """Kill the actors and remove the placement group; safe to call twice."""

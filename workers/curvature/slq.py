@@ -34,13 +34,21 @@ def slq(
     *,
     basis_device: torch.device | str | None = None,
 ) -> SpectrumResult:
-    """`num_vectors` Lanczos runs of `steps` steps, one per seed vector (see `lanczos` for basis_device)."""
-    require_int("steps", steps, 1)
-    require_int("num_vectors", num_vectors, 1)
-    require_int("seed", seed, 0)
-    require_choice("distribution", distribution, DISTRIBUTIONS)
+    """`num_vectors` Lanczos runs of `steps` steps, one per seed vector (see `lanczos` for basis_device).
+
+    Under a sliced layout every rank draws the same whole seed vectors and Lanczos keeps its slice of each.
+    """
+    check_slq_arguments(steps, num_vectors, seed, distribution)
     runs = tuple(
         lanczos(op, steps, z, basis_device=basis_device)
         for z in seed_vectors(op.size, num_vectors, seed, distribution)
     )
     return SpectrumResult(runs=runs, size=op.size, steps=steps, seed=seed, distribution=distribution)
+
+
+def check_slq_arguments(steps: int, num_vectors: int, seed: int, distribution: str) -> None:
+    """One-line errors for bad SLQ arguments, also raised on a gang's driver before any worker starts."""
+    require_int("steps", steps, 1)
+    require_int("num_vectors", num_vectors, 1)
+    require_int("seed", seed, 0)
+    require_choice("distribution", distribution, DISTRIBUTIONS)
