@@ -48,7 +48,8 @@ def bn_cnn() -> nn.Module:
 
 def one_batch(device: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    inputs, targets = torch.randn(256, 1, 28, 28, generator=generator), torch.randint(0, 10, (256,), generator=generator)
+    inputs = torch.randn(256, 1, 28, 28, generator=generator)
+    targets = torch.randint(0, 10, (256,), generator=generator)
     return inputs.to(device), targets.to(device)
 
 

@@ -67,8 +67,9 @@ def lanczos(
     """Run min(steps, op.size) Lanczos steps from v0, re-orthogonalising against the whole basis every step.
 
     Stops early only when the Krylov space becomes invariant (beta within a few units of rounding of the
-    operator's norm), returning the smaller exact tridiagonal; `steps_taken` on the result says how many. The basis (steps x size, op.dtype) lives on `basis_device` (default: the operator's device);
-    "cpu" keeps it out of accelerator memory at the price of moving one vector each way per step. Under a
+    operator's norm), returning the smaller exact tridiagonal; `steps_taken` on the result says how many.
+    The basis (steps x size, op.dtype) lives on `basis_device` (default: the operator's device); "cpu"
+    keeps it out of accelerator memory at the price of moving one vector each way per step. Under a
     sliced layout (`op.layout`) every rank of the gang runs this same code on its slices of v0 and of the
     basis; dot products and norms are summed over the gang, so every rank takes the same branches.
     """
@@ -117,7 +118,7 @@ def _dot(layout: Whole | Sliced, a: torch.Tensor, b: torch.Tensor) -> float:
     The coefficients of T are where float32 rounding would enter the quadrature: on the CPU, float32 `norm`
     and `dot` accumulate with an error growing like eps * sqrt(P) (2.4e-5 relative at P = 1e5, which put the
     top Ritz value of a diagonal operator 3e-5 above its largest eigenvalue); the elementwise product rounds
-    once per entry and a float64 sum adds nothing measurable at any P.
+    once per entry, and a float64 sum adds no error measurable at these sizes.
     """
     return layout.sum(torch.sum(a * b, dtype=torch.float64)).item()
 
