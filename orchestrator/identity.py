@@ -14,7 +14,7 @@ WHERE_TO_RUN_KEYS = {
     "dataset": ("root",),
     "trainer": ("device", "eval_batch_size"),
     # Not spectrum.batch_size: with BatchNorm in train mode the batches are part of the operator.
-    "spectrum": ("num_workers", "gpus_per_worker", "cpus_per_worker"),
+    "spectrum": ("num_workers", "gpus_per_worker", "cpus_per_worker", "basis_device"),
     "checkpoint": ("every", "keep"),
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 from orchestrator.errors import UserError
 from orchestrator.tracking import TrackingTarget
@@ -30,11 +30,12 @@ def alive_node_addresses() -> list[str]:
     return [node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]]
 
 
-def refuse_remote_nodes_with_local_store(target: TrackingTarget) -> None:
-    """The local store's server listens on 127.0.0.1 of this machine: a node on another host could not log."""
+def refuse_remote_nodes_with_local_store(target: TrackingTarget, addresses: Optional[Iterable[str]] = None) -> None:
+    """The local store's server listens on 127.0.0.1 of this machine: a node on another host could not log.
+    ``addresses``: the cluster's node addresses (default: the alive nodes of the connected Ray)."""
     if not target.needs_local_server:
         return
-    remote = remote_nodes(alive_node_addresses())
+    remote = remote_nodes(alive_node_addresses() if addresses is None else addresses)
     if remote:
         store = "tracking.uri=sqlite:///..." if target.uri else "the local store"
         raise UserError(f"cluster nodes on other hosts ({', '.join(remote)}) cannot reach {store}, which is served "

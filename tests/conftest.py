@@ -13,10 +13,16 @@ from typing import Iterator
 import pytest
 
 from orchestrator.settings import LOCAL_ONLY_ENV
-from tracking_servers import StockServer, basic_auth_server, postgres_uri, sqlite_server
+from tracking_servers import AUTH_PASSWORD, NETNS_ENV, StockServer, basic_auth_server, postgres_uri, sqlite_server
 from workers.tracking_endpoint import PASSWORD_ENV, USERNAME_ENV
 
 os.environ.update(LOCAL_ONLY_ENV)
+
+# tests/multinode/ runs only inside the network namespace test_multinode.py makes (several Ray nodes on 127.0.0.1).
+collect_ignore = [] if os.environ.get(NETNS_ENV) else ["multinode"]
+if os.environ.get(NETNS_ENV):
+    # Inside the namespace every bind is private, and a second Ray node may join (environment.md).
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +62,6 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StockS
     server.stop()
     database.cleanup()
     shutil.rmtree(directory, ignore_errors=True)
-
-
-AUTH_PASSWORD = f"pw-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import AUTH_PASSWORD
 from orchestrator.cli import main
-from tracking_servers import ADMIN_USER, StockServer
+from tracking_servers import ADMIN_USER, AUTH_PASSWORD, StockServer
 from workers.tracking_endpoint import PASSWORD_ENV, USERNAME_ENV, TrackingEndpoint, redact_uri
 
 

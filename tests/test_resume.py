@@ -23,6 +23,12 @@ pytestmark = pytest.mark.slow
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr")
 
 
+@pytest.fixture(params=["stock-sqlite", "stock-postgres"])
+def server_uri(request: pytest.FixtureRequest) -> str:
+    """A stock `mlflow server` (proxied artifacts) on SQLite, and on a real PostgreSQL."""
+    return request.getfixturevalue("stock_server" if request.param == "stock-sqlite" else "postgres_server").uri
+
+
 def _trial_runs(client: MlflowClient, experiment: str) -> list[Run]:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -48,8 +54,9 @@ def _popen_sweep(*args: str, cwd: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def test_worker_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path, ray_address: str, mlflow_uri: str,
+def test_worker_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path, ray_address: str, server_uri: str,
                                                              experiment: str) -> None:
+    mlflow_uri = server_uri
     epochs, every = 8, 2
     sweep = _popen_sweep("run", "model.hidden_sizes=[1024,1024]", f"trainer.epochs={epochs}", f"checkpoint.every={every}",
                          f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}",
@@ -114,8 +121,9 @@ def test_driver_killed_then_resume_runs_only_the_unfinished(tmp_path: Path, ray_
         _assert_every_epoch_once(client, run, int(run.data.params["trainer.epochs"]))
 
 
-def test_failed_trials_are_reported_then_resumed_alone(tmp_path: Path, ray_address: str, mlflow_uri: str,
+def test_failed_trials_are_reported_then_resumed_alone(tmp_path: Path, ray_address: str, server_uri: str,
                                                        experiment: str, capsys: pytest.CaptureFixture[str]) -> None:
+    mlflow_uri = server_uri
     common = ["dataset=digits", "trainer.epochs=4", f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}",
               f"cluster.address={ray_address}", "cluster.num_cpus=0.5"]
     faults = {"optimizer.lr=0.02": {"raise_at_epoch": 2}, "optimizer.lr=0.03": {"nan_at_epoch": 1}}

@@ -102,3 +102,21 @@ def test_basic_launcher_runs_in_process(tmp_path: Path, mlflow_uri: str, experim
     children = _runs(MlflowClient(mlflow_uri), experiment, "trial")
     assert sorted(c.data.params["optimizer.lr"] for c in children) == ["0.01", "0.05"]
     assert all(c.info.status == "FINISHED" for c in children)
+
+
+def test_a_users_sqlite_uri_is_served_to_concurrent_trials(tmp_path: Path, ray_address: str) -> None:
+    """`tracking.uri=sqlite:///...` with four trials logging at once goes through a server (as the local store does),
+    never "database is locked"; new runs' artifacts go beside the database."""
+    database = tmp_path / "lab" / "runs.db"
+    database.parent.mkdir()
+    result = run_sweep_cli("run", "-m", "optimizer.lr=0.01,0.02,0.03,0.04", "dataset=digits", "trainer.epochs=3",
+                           f"tracking.uri=sqlite:///{database}", f"cluster.address={ray_address}",
+                           "cluster.num_cpus=0.5", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    client = MlflowClient(f"sqlite:///{database}")
+    children = _runs(client, "curvature-sweeps", "trial")
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    for child in children:
+        assert sorted(m.step for m in client.get_metric_history(child.info.run_id, "test_acc")) == [1, 2, 3]
+        assert child.info.artifact_uri.startswith((database.parent / "mlruns").as_uri())
+    assert "database is locked" not in (database.parent / "mlflow-server.log").read_text()

@@ -21,11 +21,10 @@ from urllib.parse import urlsplit
 import pytest
 import torch
 
-from conftest import AUTH_PASSWORD
 from orchestrator.mlflow_server import LocalMlflowServer, local_store
 from orchestrator.status import FAILED, FINISHED, RUNNING, trial_status
 from orchestrator.tracking import SweepRecord, SweepTracker
-from tracking_servers import ADMIN_USER, StockServer
+from tracking_servers import ADMIN_USER, AUTH_PASSWORD, StockServer
 from workers.artifacts import CHECKPOINT_DIR, SPECTRUM_DIR, TRIAL_CONFIG, checkpoint_path
 from workers.run_logger import RunLogger
 from workers.tracking_endpoint import PASSWORD_ENV, USERNAME_ENV, TrackingEndpoint

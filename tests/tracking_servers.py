@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -19,6 +20,10 @@ from orchestrator.mlflow_server import free_port, is_healthy
 
 STARTUP_S = 120.0
 ADMIN_USER = "lab-admin"
+# Unique to each test session, so that a search of everything a sweep leaves finds it only where it leaked.
+AUTH_PASSWORD = f"pw-{uuid.uuid4().hex}"
+# Set inside the private network namespace that test_multinode.py runs tests/multinode/ in.
+NETNS_ENV = "CURVATURE_SWEEPS_IN_NETNS"
 
 
 @dataclass

@@ -26,6 +26,8 @@ ATTEMPT_TAG = "attempts"
 CHECKPOINT_EPOCH_TAG = "checkpoint_epoch"
 # The Ray node (IP) and its id the current attempt runs on, for `sweep status` and node-loss forensics.
 NODE_TAG, NODE_ID_TAG = "node", "node_id"
+# The Ray node ids of a sharded spectrum job's workers, by rank.
+SPECTRUM_NODES_TAG = "spectrum_nodes"
 
 
 class RunLogger:

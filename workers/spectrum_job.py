@@ -15,12 +15,13 @@ from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
+from mlflow.entities import RunTag
 
 from workers.curvature.job import SpectrumSettings, compute_spectrum
 from workers.curvature.plots import plot_density
 from workers.curvature.result import SpectrumResult
 from workers.artifacts import SPECTRUM_DIR
-from workers.run_logger import RunLogger
+from workers.run_logger import SPECTRUM_NODES_TAG, RunLogger
 from workers.spec import SpectrumJobSpec, TrialOutcome
 from workers.training.checkpoint_store import CheckpointStore
 from workers.training.data import load_dataset
@@ -72,7 +73,7 @@ def _compute_and_log(spec: SpectrumJobSpec, logger: RunLogger) -> dict[str, floa
             # The fewest steps any run took: below spectrum.steps it flags a run that stopped at invariance.
             metrics = {"lambda_max": result.lambda_max, "lambda_min": result.lambda_min,
                        "trace_estimate": result.trace_estimate, "lanczos_steps": float(min(result.steps_taken))}
-            logger.log_metrics(epoch, metrics)
+            logger.log_metrics(epoch, metrics, [RunTag(SPECTRUM_NODES_TAG, ",".join(result.nodes))] if result.nodes else ())
             _log_artifacts(logger, result, settings, config, epoch, Path(scratch))
     return metrics
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 import torch
@@ -91,7 +93,7 @@ def compute_spectrum(
         model, loss_fn, inputs, targets, kind=settings.operator, num_workers=settings.num_workers,
         cpus_per_worker=settings.cpus_per_worker, gpus_per_worker=settings.gpus_per_worker, **options,
     ) as operator:
-        return operator.spectrum(**spectrum)
+        return dataclasses.replace(operator.spectrum(**spectrum), nodes=operator.worker_nodes())
 
 
 def subsample(

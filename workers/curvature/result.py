@@ -26,6 +26,8 @@ class SpectrumResult:
     steps: int
     seed: int
     distribution: str
+    # The Ray nodes whose workers computed the products, by rank (empty for one process).
+    nodes: tuple[str, ...] = ()
 
     @property
     def ritz_values(self) -> tuple[torch.Tensor, ...]:
@@ -92,6 +94,7 @@ class SpectrumResult:
             "num_vectors": len(self.runs),
             "seed": self.seed,
             "distribution": self.distribution,
+            "nodes": list(self.nodes),
             "lambda_max": self.lambda_max,
             "lambda_min": self.lambda_min,
             "trace_estimate": self.trace_estimate,

@@ -108,6 +108,9 @@ class _ShardWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
 
 class ShardedHessianOperator(CurvatureOperator):
     """The Hessian (or with kind="ggn" the GGN) of the mean loss over (inputs, targets), sharded over
@@ -215,6 +218,10 @@ class ShardedHessianOperator(CurvatureOperator):
         check_slq_arguments(steps, num_vectors, seed, distribution)
         args = (steps, num_vectors, seed, distribution, basis_device)
         return ray.get([w.spectrum.remote(*args) for w in self._workers])[0]
+
+    def worker_nodes(self) -> tuple[str, ...]:
+        """Ray node ids of the gang's actors, by rank: where the placement group put them."""
+        return tuple(ray.get([w.node_id.remote() for w in self._workers]))
 
     def worker_pids(self) -> list[int]:
         """Process ids of the gang's actors, by rank: what a memory probe of a worker looks at."""
