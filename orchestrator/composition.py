@@ -1,4 +1,4 @@
-"""Compose configs from ``conf/`` with Hydra, turning every composition error into a one-line ``UserError``."""
+"""Compose configs from ``orchestrator/conf/`` with Hydra; every composition error becomes a one-line ``UserError``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Structured configs: the typed schema behind every YAML file in ``conf/``.
+"""Structured configs: the typed schema behind every YAML file in ``orchestrator/conf/``.
 
-Each config group option extends one of these dataclasses (see ``conf/<group>/*.yaml``), so a misspelt key or a
-value of the wrong type fails at composition time with Hydra's own message, before anything is launched.
+Each config group option extends one of these dataclasses (see ``orchestrator/conf/<group>/*.yaml``), so a misspelt
+key or a value of the wrong type fails at composition time with Hydra's own message, before anything is launched.
 Range checks that a type cannot express (``lr > 0``) live in :mod:`orchestrator.validation`.
 """
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The Hydra config tree ships inside the package (package data), so a wheel install finds it as a checkout does.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 LOCAL_ONLY_ENV = {
     # Without it Ray binds every interface on the machine's non-loopback address.

@@ -1,8 +1,7 @@
-"""Trial configs composed from the real ``conf/`` tree, and a training loop batching as the trainer does."""
+"""Trial configs composed from the real ``orchestrator/conf/`` tree; a training loop batching as the trainer does."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
@@ -12,8 +11,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from orchestrator.schema import register_configs
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from orchestrator.settings import CONF_DIR
 
 
 @pytest.fixture(autouse=True)
