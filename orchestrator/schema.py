@@ -167,6 +167,10 @@ class SpectrumConfig:
     # Where the Lanczos basis (steps x parameters) lives: null = with the products (on the GPU when there is
     # one), "cpu" = host memory, for models whose basis would not fit beside the network on the accelerator.
     basis_device: Optional[str] = None
+    # Whose Hessian: "iterate" (the trained weights), "average" (the iterate average, with BatchNorm statistics
+    # recomputed for it), "both"; null = both when the optimizer averages iterates, else iterate. Averaged results
+    # are logged as their own metric set (lambda_max_avg, ...).
+    weights: Optional[str] = None
 
 
 # --- where to run ------------------------------------------------------------------------------------------

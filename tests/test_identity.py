@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from orchestrator.identity import flatten, sweep_id, trial_id
+from orchestrator.identity import changed_keys, flatten, identity_config, sweep_id, trial_id
 from orchestrator.planning import plan_sweep
 
 
@@ -42,3 +42,27 @@ def test_sweep_id_is_the_name_or_ignores_the_swept_values() -> None:
 def test_flatten_makes_dotted_params() -> None:
     assert flatten({"optimizer": {"lr": 0.1, "betas": [0.9, 0.999]}, "x": None}) == {
         "optimizer.lr": "0.1", "optimizer.betas": "[0.9, 0.999]", "x": "None"}
+
+
+def test_spectrum_settings_are_not_part_of_a_trial_or_its_sweep() -> None:
+    """Adding `spectrum=slq` (or changing its settings) to a finished sweep finds the same trials in the same sweep."""
+    plain = plan_sweep(["dataset=digits", "optimizer.lr=0.01,0.1"], multirun=True)
+    with_spectra = plan_sweep(["dataset=digits", "optimizer.lr=0.01,0.1", "spectrum=slq", "spectrum.steps=12",
+                               "spectrum.bn_mode=train", "spectrum.at_epochs=[1]"], multirun=True)
+    assert [t.trial_id for t in with_spectra.trials] == [t.trial_id for t in plain.trials]
+    assert with_spectra.sweep_id == plain.sweep_id
+
+
+def test_ids_computed_before_spectra_left_identity_keep_their_values() -> None:
+    # Pinned from the commit before: a change here orphans every recorded trial and sweep.
+    plan = plan_sweep(["dataset=digits"], multirun=False)
+    assert (plan.trials[0].trial_id, plan.sweep_id) == ("755e66a8cecd", "sweep-fa4c699de5")
+
+
+def test_a_sweep_recorded_with_spectrum_identity_compares_unchanged() -> None:
+    base = _config()
+    recorded = {**identity_config(base), "spectrum": {"enabled": True, "steps": 80}}
+    assert changed_keys(recorded, identity_config(base)) == []
+    changed = copy.deepcopy(base)
+    changed["optimizer"]["lr"] = 0.5
+    assert [k for k, _, _ in changed_keys(recorded, identity_config(changed))] == ["optimizer.lr"]

@@ -29,3 +29,27 @@ def epoch_of(name: str) -> Optional[int]:
 
 def checkpoint_epochs(names: Iterable[str]) -> list[int]:
     return sorted(e for e in map(epoch_of, names) if e is not None)
+
+
+def spectrum_dir(protocol_id: str) -> str:
+    """A trial run's results of one spectrum protocol: ``spectrum/<protocol>/epoch_<n>.json`` (and ``.png``)."""
+    return f"{SPECTRUM_DIR}/{protocol_id}"
+
+
+def spectrum_record_name(epoch: int) -> str:
+    return f"epoch_{epoch}.json"
+
+
+def spectrum_progress_name(epoch: int) -> str:
+    """The Lanczos progress of an unfinished spectrum, for a retried or resumed job to continue from."""
+    return f"epoch_{epoch}.progress.pt"
+
+
+def spectrum_epochs_done(names: Iterable[str]) -> set[int]:
+    """Epochs whose result a protocol's directory holds."""
+    done = set()
+    for name in names:
+        digits = name[len("epoch_") : -len(".json")] if name.startswith("epoch_") and name.endswith(".json") else ""
+        if digits.isdigit():
+            done.add(int(digits))
+    return done

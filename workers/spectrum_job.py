@@ -1,7 +1,9 @@
 """Spectra of a trial's checkpoints: rebuild the model from the run, run the curvature engine, log the results.
 
 Runs as its own Ray task after the trial's training task has released its resources, so that a sharded job's
-gang of workers never waits on the trial that asked for it.
+gang of workers never waits on the trial that asked for it. Each result is keyed by (trial, checkpoint epoch,
+protocol) (workers/spectrum_protocol.py): one that the run already holds is not computed again, so a retried job
+and `sweep spectrum` over a sweep do only what is missing.
 """
 
 from __future__ import annotations
@@ -11,30 +13,36 @@ import json
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 from mlflow.entities import RunTag
+from torch import nn
 
 from workers.curvature.job import SpectrumSettings, compute_spectrum
 from workers.curvature.plots import plot_density
 from workers.curvature.result import SpectrumResult
-from workers.artifacts import SPECTRUM_DIR
+from workers.artifacts import TRIAL_CONFIG, spectrum_dir, spectrum_epochs_done, spectrum_record_name
 from workers.run_logger import SPECTRUM_NODES_TAG, RunLogger
+from workers.run_artifacts import RunArtifacts
 from workers.spec import SpectrumJobSpec, TrialOutcome
+from workers.spectrum_protocol import AVERAGE, METRICS, SpectrumProtocol, batch_size_of, home_protocols, protocols_of
+from workers.training.averaging import recompute_batchnorm
+from workers.training.checkpoint import TrainingState
 from workers.training.checkpoint_store import CheckpointStore
 from workers.training.data import load_dataset
 from workers.training.models import build_model
 
-# Keys of the ``spectrum`` config node that SpectrumSettings takes.
+# Keys of the ``spectrum`` config node that SpectrumSettings takes as they are.
 SETTINGS_KEYS = ("steps", "num_vectors", "seed", "distribution", "operator", "bn_mode", "dtype", "num_workers",
-                 "gpus_per_worker", "cpus_per_worker", "max_samples", "batch_size", "basis_device")
+                 "gpus_per_worker", "cpus_per_worker", "max_samples")
 
 
 def settings_from(config: Mapping[str, Any]) -> SpectrumSettings:
     spectrum = config["spectrum"]
-    return SpectrumSettings(**{key: spectrum[key] for key in SETTINGS_KEYS}, device=_device(config))
+    return SpectrumSettings(**{key: spectrum[key] for key in SETTINGS_KEYS}, batch_size=batch_size_of(config),
+                            basis_device=spectrum.get("basis_device"), device=_device(config))
 
 
 def _device(config: Mapping[str, Any]) -> str:
@@ -58,23 +66,87 @@ def run_spectrum_job(spec: SpectrumJobSpec) -> TrialOutcome:
 
 
 def _compute_and_log(spec: SpectrumJobSpec, logger: RunLogger) -> dict[str, float]:
+    """Every (epoch, protocol) result the run lacks, computed and logged; returns the metrics logged (a later
+    epoch's overwrite an earlier one's)."""
     config = spec.config
     settings = settings_from(config)
+    protocols = protocols_of(config)
+    artifacts = logger.artifacts()
+    todo = _missing(artifacts, protocols, spec.epochs)
+    if not todo:
+        return {}
     torch.set_num_threads(max(1, int(settings.cpus_per_worker)))
     splits = load_dataset(config["dataset"])
     model = build_model(config["model"], splits.input_shape, splits.num_classes)
     metrics: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="spectrum-") as scratch:
-        store = CheckpointStore(logger.artifacts(), Path(scratch), keep=1)
-        for epoch in spec.epochs:
-            model.load_state_dict(store.load(epoch).model)
-            result = shifted_by_l2(compute_spectrum(model, F.cross_entropy, splits.train_inputs, splits.train_targets,
-                                                    settings), l2_coefficient(config))
-            # The fewest steps any run took: below spectrum.steps it flags a run that stopped at invariance.
-            metrics = {"lambda_max": result.lambda_max, "lambda_min": result.lambda_min,
-                       "trace_estimate": result.trace_estimate, "lanczos_steps": float(min(result.steps_taken))}
-            logger.log_metrics(epoch, metrics, [RunTag(SPECTRUM_NODES_TAG, ",".join(result.nodes))] if result.nodes else ())
-            _log_artifacts(logger, result, settings, config, epoch, Path(scratch))
+    with tempfile.TemporaryDirectory(prefix="spectrum-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        home = home_protocols(_stored_config(artifacts, scratch) or config)
+        store = CheckpointStore(artifacts, scratch, keep=1)
+        for epoch in sorted({e for e, _ in todo}):
+            state = store.load(epoch)
+            for protocol in (p for e, p in todo if e == epoch):
+                network = _network(protocol, state, model, splits.train_inputs, config)
+                if network is None:
+                    continue
+                result = shifted_by_l2(compute_spectrum(network, F.cross_entropy, splits.train_inputs,
+                                                        splits.train_targets, settings), l2_coefficient(config))
+                metrics.update(_log_result(logger, result, protocol, protocol.id in home, settings, config, epoch,
+                                           scratch))
+    return metrics
+
+
+def _missing(artifacts: RunArtifacts, protocols: tuple[SpectrumProtocol, ...],
+             epochs: tuple[int, ...]) -> list[tuple[int, SpectrumProtocol]]:
+    """(epoch, protocol) pairs whose result the run does not hold yet: one listing per protocol."""
+    done = {p.id: spectrum_epochs_done(artifacts.names(spectrum_dir(p.id))) for p in protocols}
+    return [(epoch, p) for epoch in epochs for p in protocols if epoch not in done[p.id]]
+
+
+def _stored_config(artifacts: RunArtifacts, scratch: Path) -> Optional[dict[str, Any]]:
+    """The config the run was created with (its spectrum settings decide the plain metric names)."""
+    try:
+        return json.loads(artifacts.download(TRIAL_CONFIG, scratch / "stored").read_text())
+    except Exception:  # noqa: BLE001 - a run made outside a sweep has none; the job's own config stands in
+        return None
+
+
+def _network(protocol: SpectrumProtocol, state: TrainingState, model: nn.Module, train_inputs: torch.Tensor,
+             config: Mapping[str, Any]) -> Optional[nn.Module]:
+    """The checkpoint's iterate, or its iterate average (with the BatchNorm statistics recomputed for it); None
+    when the average is asked for together with the iterate (weights=both) but averaging had not begun yet."""
+    if protocol.weights != AVERAGE:
+        model.load_state_dict(state.model)
+        return model
+    if state.averaged is not None:
+        model.load_state_dict(state.averaged)
+        return model
+    averaging = state.recipe.get("averaging") or {}
+    if averaging.get("mean") is None:
+        if config["spectrum"].get("weights") == AVERAGE:
+            raise ValueError(f"spectrum.weights=average: the checkpoint of epoch {state.epoch} holds no averaged "
+                             "weights yet (averaging starts after optimizer.averaging.start_epoch)")
+        return None
+    # A checkpoint written before checkpoints carried the averaged model: rebuild it as training evaluated it.
+    model.load_state_dict(state.model)
+    with torch.no_grad():
+        for param, mean in zip(model.parameters(), averaging["mean"], strict=True):
+            param.copy_(mean)
+    recompute_batchnorm(model, train_inputs, int(config["trainer"]["batch_size"]))
+    return model
+
+
+def _log_result(logger: RunLogger, result: SpectrumResult, protocol: SpectrumProtocol, home: bool,
+                settings: SpectrumSettings, config: Mapping[str, Any], epoch: int, scratch: Path) -> dict[str, float]:
+    values = (result.lambda_max, result.lambda_min, result.trace_estimate,
+              # The fewest steps any run took: below spectrum.steps it flags a run that stopped at invariance.
+              float(min(result.steps_taken)))
+    metrics = {protocol.metric_name(name, home): value for name, value in zip(METRICS, values, strict=True)}
+    tags = [RunTag(f"spectrum.{protocol.id}", protocol.description)]
+    if result.nodes:
+        tags.append(RunTag(SPECTRUM_NODES_TAG, ",".join(result.nodes)))
+    logger.log_metrics(epoch, metrics, tags)
+    _log_artifacts(logger, result, protocol, settings, config, epoch, scratch)
     return metrics
 
 
@@ -93,12 +165,17 @@ def shifted_by_l2(result: SpectrumResult, gamma: float) -> SpectrumResult:
                                                   for run in result.runs))
 
 
-def _log_artifacts(logger: RunLogger, result: SpectrumResult, settings: SpectrumSettings, config: Mapping[str, Any],
-                   epoch: int, scratch: Path) -> None:
-    record = {**result.to_dict(), "epoch": epoch, "settings": vars(settings), "l2_shift": l2_coefficient(config)}
-    json_path = scratch / f"epoch_{epoch}.json"
+def _log_artifacts(logger: RunLogger, result: SpectrumResult, protocol: SpectrumProtocol, settings: SpectrumSettings,
+                   config: Mapping[str, Any], epoch: int, scratch: Path) -> None:
+    """``spectrum/<protocol>/epoch_<n>.png``, then the ``.json`` record: the record is what marks a result done."""
+    record = {**result.to_dict(), "epoch": epoch, "protocol": protocol.to_dict(), "settings": vars(settings),
+              "l2_shift": l2_coefficient(config)}
+    out = scratch / protocol.id
+    out.mkdir(exist_ok=True)
+    weights = " (averaged weights)" if protocol.weights == AVERAGE else ""
+    png = plot_density(result, out / f"epoch_{epoch}.png", title=f"{config['model']['name']} / "
+                       f"{config['optimizer']['name']}{weights}, epoch {epoch}, protocol {protocol.id}")
+    logger.log_artifact(png, spectrum_dir(protocol.id))
+    json_path = out / spectrum_record_name(epoch)
     json_path.write_text(json.dumps(record))
-    logger.log_artifact(json_path, SPECTRUM_DIR)
-    png = plot_density(result, scratch / f"epoch_{epoch}.png",
-                       title=f"{config['model']['name']} / {config['optimizer']['name']}, epoch {epoch}")
-    logger.log_artifact(png, SPECTRUM_DIR)
+    logger.log_artifact(json_path, spectrum_dir(protocol.id))

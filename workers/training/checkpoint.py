@@ -1,8 +1,10 @@
 """Checkpoints a trial can resume from bit for bit, on any node.
 
 A checkpoint holds the model, the recipe (optimizer, averaging), the epoch and step, and every RNG state the
-trial draws from. It is written atomically (temp file + rename) with a SHA-256 sidecar, and only tensors and
-plain values go in, so ``torch.load(path, weights_only=True)`` reads it.
+trial draws from; with iterate averaging also the averaged model (weights and the BatchNorm statistics recomputed
+for them), the network the trial evaluates and a spectrum job can take the Hessian of. It is written atomically
+(temp file + rename) with a SHA-256 sidecar, and only tensors and plain values go in, so
+``torch.load(path, weights_only=True)`` reads it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -29,6 +31,8 @@ class TrainingState:
     model: dict[str, Any]
     recipe: dict[str, Any]
     rng: dict[str, Any]
+    # The averaged model's state_dict; None without averaging, before it starts, and in older checkpoints.
+    averaged: Optional[dict[str, Any]] = None
 
 
 def capture_rng(generator: torch.Generator) -> dict[str, Any]:
@@ -70,7 +74,7 @@ def write_checkpoint(state: TrainingState, directory: Path) -> Path:
     path = directory / checkpoint_name(state.epoch)
     tmp = path.with_suffix(".tmp")
     torch.save({"epoch": state.epoch, "step": state.step, "model": state.model, "recipe": state.recipe,
-                "rng": state.rng}, tmp)
+                "rng": state.rng, "averaged": state.averaged}, tmp)
     sidecar_tmp = tmp.with_suffix(".sha.tmp")
     sidecar_tmp.write_text(json.dumps({"sha256": sha256_of(tmp), "epoch": state.epoch}))
     os.replace(tmp, path)
@@ -87,4 +91,5 @@ def read_checkpoint(path: Path) -> TrainingState:
     if sha256_of(path) != expected:
         raise ValueError(f"checkpoint {path.name} does not match its checksum (corrupt or truncated)")
     payload = torch.load(path, weights_only=True, map_location="cpu")
-    return TrainingState(payload["epoch"], payload["step"], payload["model"], payload["recipe"], payload["rng"])
+    return TrainingState(payload["epoch"], payload["step"], payload["model"], payload["recipe"], payload["rng"],
+                         payload.get("averaged"))

@@ -87,11 +87,14 @@ def _train(spec: TrialSpec, logger: RunLogger) -> dict[str, float]:
             step += stats.steps
             recipe.after_epoch(epoch)
             metrics = {"train_loss": stats.loss, "train_acc": stats.accuracy, "lr": lr}
-            metrics.update(_evaluate_all(model, recipe, splits, int(trainer["eval_batch_size"]), device))
+            # Built once an epoch: evaluated, and checkpointed for spectra of the averaged weights.
+            averaged = recipe.averaged_model(splits.train_inputs)
+            metrics.update(_evaluate_all(model, averaged, splits, int(trainer["eval_batch_size"]), device))
             if epoch + 1 > logged_through:
                 logger.log_epoch(epoch + 1, metrics)
             if _checkpoint_due(epoch + 1, cfg):
-                state = TrainingState(epoch + 1, step, model.state_dict(), recipe.state_dict(), capture_rng(generator))
+                state = TrainingState(epoch + 1, step, model.state_dict(), recipe.state_dict(), capture_rng(generator),
+                                      averaged.state_dict() if averaged is not None else None)
                 store.save(state)
                 logger.record_checkpoint(epoch + 1)
         return metrics
@@ -108,10 +111,10 @@ def _resume(store: "CheckpointStore", model: nn.Module, recipe: Recipe, generato
     return state.epoch, state.step
 
 
-def _evaluate_all(model: nn.Module, recipe: Recipe, splits: DatasetSplits, batch_size: int, device: torch.device) -> dict[str, float]:
+def _evaluate_all(model: nn.Module, averaged: Optional[nn.Module], splits: DatasetSplits, batch_size: int,
+                  device: torch.device) -> dict[str, float]:
     test_loss, test_acc = evaluate(model, splits.test_inputs, splits.test_targets, batch_size, device)
     metrics = {"test_loss": test_loss, "test_acc": test_acc}
-    averaged = recipe.averaged_model(splits.train_inputs)
     if averaged is not None:
         metrics["test_loss_avg"], metrics["test_acc_avg"] = evaluate(
             averaged, splits.test_inputs, splits.test_targets, batch_size, device

@@ -1,0 +1,129 @@
+"""Which spectra a set of finished trial runs still lacks, read from their runs: nothing is trained again.
+
+A result is keyed by (trial, checkpoint epoch, protocol); the runs' artifacts say which keys exist, their
+checkpoints which epochs can be computed at all.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from workers.artifacts import (CHECKPOINT_DIR, TRIAL_CONFIG, checkpoint_epochs, spectrum_dir, spectrum_epochs_done)
+from workers.spectrum_protocol import protocols_of
+
+# Concurrent reads of the store while planning: each trial costs 2 + (protocols) requests.
+READERS = 8
+
+
+@dataclass(frozen=True)
+class SpectrumJob:
+    """One spectrum job to run: a trial run, the checkpoint epoch, the config it computes under."""
+
+    trial_id: str
+    run_id: str
+    label: str
+    epoch: int
+    # The trial's stored config with the requested spectrum settings and this command's where-to-run settings.
+    config: dict[str, Any]
+    # Protocol ids of the results this job adds (the others of its settings exist already).
+    protocols: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    trial_id: str
+    run_id: str
+    label: str
+    reason: str
+
+
+def stored_trial_config(client: MlflowClient, run_id: str) -> Optional[dict[str, Any]]:
+    """The resolved config the run was created with; None for a run that is not a sweep's trial."""
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            path = client.download_artifacts(run_id, TRIAL_CONFIG, scratch)
+        except (MlflowException, OSError):
+            return None
+        return json.loads(Path(path).read_text())
+
+
+def stored_checkpoint_epochs(client: MlflowClient, run_id: str) -> list[int]:
+    return checkpoint_epochs(Path(f.path).name for f in client.list_artifacts(run_id, CHECKPOINT_DIR))
+
+
+def job_config(stored: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the job computes under: the trial as it was trained, the spectrum settings asked for now, and where to
+    run as this command says (addresses, heartbeats and retries of today's store and cluster)."""
+    return {**stored, "spectrum": {**config["spectrum"], "enabled": True}, "cluster": config["cluster"],
+            "tracking": config["tracking"]}
+
+
+def missing_protocols(client: MlflowClient, run_id: str, job: Mapping[str, Any], epoch: int) -> tuple[str, ...]:
+    """Ids of the protocols ``job``'s spectrum settings ask for whose result at ``epoch`` the run does not hold."""
+    return tuple(p.id for p in protocols_of(job)
+                 if epoch not in spectrum_epochs_done(Path(f.path).name
+                                                      for f in client.list_artifacts(run_id, spectrum_dir(p.id))))
+
+
+@dataclass(frozen=True)
+class SpectrumPlan:
+    jobs: list[SpectrumJob]
+    skipped: list[Skipped]
+    # Each readable run's stored trial config, by trial id.
+    configs: dict[str, dict[str, Any]]
+
+
+def plan_jobs(client: MlflowClient, runs: Mapping[str, Run], labels: Mapping[str, str], epoch: Optional[int],
+              config: Mapping[str, Any], *, trained_only: bool) -> SpectrumPlan:
+    """A job for each run that lacks a result of ``config``'s spectrum settings at ``epoch`` (default: its newest
+    checkpoint, which with ``trained_only`` must be its last epoch: an unfinished trial is skipped, not guessed
+    at). Runs are read concurrently."""
+
+    def plan_one(trial_id: str) -> tuple[Optional[dict[str, Any]], SpectrumJob | Skipped]:
+        run_id = runs[trial_id].info.run_id
+        label = labels.get(trial_id, trial_id)
+        stored = stored_trial_config(client, run_id)
+        if stored is None:
+            return None, Skipped(trial_id, run_id, label, f"not a trial run of a sweep (no {TRIAL_CONFIG})")
+        epochs = stored_checkpoint_epochs(client, run_id)
+        chosen = _choose_epoch(epochs, epoch, int(stored["trainer"]["epochs"]), trained_only)
+        if isinstance(chosen, str):
+            return stored, Skipped(trial_id, run_id, label, chosen)
+        job = job_config(stored, config)
+        try:
+            missing = missing_protocols(client, run_id, job, chosen)
+        except ValueError as error:
+            return stored, Skipped(trial_id, run_id, label, str(error))
+        if not missing:
+            return stored, Skipped(trial_id, run_id, label, f"has this spectrum at epoch {chosen} already")
+        return stored, SpectrumJob(trial_id, run_id, label, chosen, job, missing)
+
+    order = sorted(runs, key=lambda t: labels.get(t, t))
+    with ThreadPoolExecutor(READERS) as pool:
+        planned = dict(zip(order, pool.map(plan_one, order)))
+    outcomes = [outcome for _, outcome in planned.values()]
+    return SpectrumPlan([o for o in outcomes if isinstance(o, SpectrumJob)],
+                        [o for o in outcomes if isinstance(o, Skipped)],
+                        {tid: stored for tid, (stored, _) in planned.items() if stored is not None})
+
+
+def _choose_epoch(epochs: Sequence[int], wanted: Optional[int], last: int, trained_only: bool) -> int | str:
+    """The checkpoint epoch to compute at, or why there is none."""
+    if not epochs:
+        return "has no checkpoint"
+    if wanted is not None:
+        if wanted not in epochs:
+            return f"has no checkpoint at epoch {wanted} (it has {', '.join(map(str, epochs))})"
+        return wanted
+    if trained_only and epochs[-1] != last:
+        return f"not trained to the end yet (newest checkpoint: epoch {epochs[-1]} of {last})"
+    return epochs[-1]
