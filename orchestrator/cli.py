@@ -7,6 +7,7 @@ import sys
 from typing import Optional, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from orchestrator.errors import UserError
 from orchestrator.settings import apply_local_only_env
@@ -78,7 +79,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             return serve_ui(args.port, args.overrides, console)
     except UserError as error:
-        err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        # escape: a message quotes the user's values, and [a,b] in one is a list, not a style.
+        err_console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -11,7 +11,7 @@ from orchestrator.composition import composer, to_container
 from orchestrator.errors import UserError
 from orchestrator.grid import expand_grid, single_valued
 from orchestrator.identity import sweep_id, trial_id
-from orchestrator.validation import validate
+from orchestrator.validation import validate, validate_trial
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def plan_sweep(arguments: Sequence[str], multirun: bool) -> SweepPlan:
         trials: dict[str, Trial] = {}
         for point in grid.points:
             config = to_container(compose.point(point))
-            validate(config)
+            validate_trial(config)
             tid = trial_id(config)
             if tid in trials:
                 raise UserError(f"grid points {' '.join(trials[tid].overrides)} and {' '.join(point)} are the same trial")

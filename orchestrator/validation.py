@@ -1,65 +1,80 @@
-"""Range checks a type cannot express, on every composed grid point, before anything is launched.
+"""Every check on a composed grid point, before anything is launched or recorded: one line naming the key, the
+value and what is allowed.
 
-The training groups (model, dataset, optimizer, schedule) are checked by the rules the workers themselves apply
-(:mod:`workers.training.config_checks`, which imports no torch); the rest here.
+What a trial computes and how its worker runs is checked by the rules the workers themselves apply
+(:mod:`workers.config_rules`, which imports no torch); here only what the control plane alone reads: the
+cluster's resources, the tracking store and its directory, the sweep's name.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Callable, Mapping
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Optional
 
 from orchestrator.errors import UserError
-from orchestrator.identity import dotted
-from workers.training.config_checks import check_training_config
+from orchestrator.tracking import resolve_target
+from workers.config_rules import Rule, check_config, check_fits, check_keys
 
-Check = tuple[str, Callable[[Any], bool], str]
+# Runs are found by MLflow searches such as tags.sweep_id = '<name>', whose syntax has no escape for a quote;
+# 250 characters is MLflow's limit on a run name.
+SWEEP_NAME_LIMIT = 250
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-
-CHECKS: tuple[Check, ...] = (
-    ("trainer.epochs", lambda v: v >= 1, "an integer >= 1"),
-    ("trainer.batch_size", lambda v: v >= 1, "an integer >= 1"),
-    ("trainer.eval_batch_size", lambda v: v >= 1, "an integer >= 1"),
-    ("trainer.device", lambda v: bool(_DEVICE.match(v)), "auto, cpu, cuda or cuda:N"),
-    ("dataset.test_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
+CHECKS: tuple[Rule, ...] = (
     ("cluster.num_cpus", lambda v: v > 0, "a number > 0"),
     ("cluster.num_gpus", lambda v: v >= 0, "a number >= 0"),
     ("cluster.max_retries", lambda v: v >= 0, "an integer >= 0"),
     ("cluster.local_num_cpus", lambda v: v is None or v >= 1, "null or an integer >= 1"),
-    ("checkpoint.every", lambda v: v >= 1, "an integer >= 1"),
-    ("checkpoint.keep", lambda v: v >= 1, "an integer >= 1"),
     ("tracking.heartbeat_timeout", lambda v: v > 0, "a number of seconds > 0"),
     ("tracking.experiment", lambda v: bool(str(v).strip()), "a non-empty name"),
-    ("spectrum.steps", lambda v: v >= 2, "an integer >= 2"),
-    ("spectrum.num_vectors", lambda v: v >= 1, "an integer >= 1"),
-    ("spectrum.distribution", lambda v: v in ("rademacher", "gaussian"), "rademacher or gaussian"),
-    ("spectrum.operator", lambda v: v in ("hessian", "ggn"), "hessian or ggn"),
-    ("spectrum.bn_mode", lambda v: v in ("train", "eval"), "train or eval"),
-    ("spectrum.dtype", lambda v: v in ("float32", "float64"), "float32 or float64"),
-    ("spectrum.max_samples", lambda v: v is None or v >= 1, "null or an integer >= 1"),
-    ("spectrum.batch_size", lambda v: v >= 1, "an integer >= 1"),
-    ("spectrum.num_workers", lambda v: v >= 1, "an integer >= 1"),
-    ("spectrum.gpus_per_worker", lambda v: v >= 0, "a number >= 0"),
-    ("spectrum.cpus_per_worker", lambda v: v > 0, "a number > 0"),
 )
 
 
 def validate(config: Mapping[str, Any]) -> None:
-    """Raise a one-line ``UserError`` naming the first bad key, its value and what is allowed."""
-    flat = dotted(config)
-    for key, ok, allowed in CHECKS:
-        if key in flat and not ok(flat[key]):
-            raise UserError(f"{key}={_show(flat[key])}: must be {allowed}")
+    """Raise a one-line ``UserError`` naming the first bad key of a config, its value and what is allowed."""
     try:
-        check_training_config(config)
+        check_keys(config, CHECKS)
+        check_config(config)
     except ValueError as error:
         raise UserError(str(error)) from None
-    epochs = config["trainer"]["epochs"]
-    for epoch in config["spectrum"]["at_epochs"]:
-        if not 1 <= epoch <= epochs:
-            raise UserError(f"spectrum.at_epochs={config['spectrum']['at_epochs']}: each epoch must be in [1, {epochs}]")
+    check_sweep_name(config["sweep"]["name"])
+    check_local_dir(config["tracking"])
 
 
-def _show(value: Any) -> str:
-    return "null" if value is None else str(value)
+def validate_trial(config: Mapping[str, Any]) -> None:
+    """:func:`validate`, and how the groups of a grid point's trial config fit together: the model its dataset,
+    the spectrum job its device and its data shards."""
+    validate(config)
+    try:
+        check_fits(config)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def check_sweep_name(name: Optional[str], key: str = "sweep.name") -> None:
+    if name is None:
+        return
+    if "'" in name or not name.isprintable() or name != name.strip() or len(name) > SWEEP_NAME_LIMIT:
+        raise UserError(f"{key}={name}: must be at most {SWEEP_NAME_LIMIT} printable characters without ' (MLflow's "
+                        "run search quotes the name) and without leading or trailing spaces")
+
+
+def check_local_dir(tracking: Mapping[str, Any]) -> None:
+    """The local store (no tracking URI given) lives in ``tracking.local_dir``: this user must be able to create
+    and write it. Probed with a directory made and removed at once: root passes every permission check but not a
+    read-only or virtual file system."""
+    if not resolve_target(tracking).is_local:
+        return
+    path = Path(os.path.expanduser(tracking["local_dir"])).absolute()
+    existing = next(p for p in (path, *path.parents) if os.path.exists(p))
+    if not existing.is_dir():
+        problem = f"{existing} is not a directory"
+    else:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".sweep-write-check-", dir=existing))
+            return
+        except OSError as error:
+            problem = f"cannot write in {existing} ({error.strerror})"
+    raise UserError(f"tracking.local_dir={tracking['local_dir']}: {problem}; allowed: a directory this user can "
+                    "create and write")

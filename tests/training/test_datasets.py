@@ -14,6 +14,7 @@ import torch
 
 from dataset_files import legacy_pickle, write_cifar
 from workers.training.augment import RandomCropFlip
+from workers.training.config_checks import DATASETS, training_examples
 from workers.training.data import load_dataset
 
 BASE = {"root": None, "test_fraction": 0.2, "split_seed": 0, "subsample": None, "augment": False}
@@ -49,7 +50,7 @@ def _write_mnist(root: Path, n_train: int = 6, n_test: int = 4, compress: bool =
 def test_mnist_reads_the_idx_files(tmp_path: Path, compress: bool) -> None:
     arrays = _write_mnist(tmp_path, compress=compress)
     splits = load_dataset(_cfg("mnist", root=str(tmp_path)))
-    assert splits.input_shape == (1, 28, 28) and splits.num_classes == 10
+    assert splits.input_shape == (1, 28, 28) == DATASETS["mnist"].input_shape and splits.num_classes == 10
     assert splits.train_inputs.shape == (6, 1, 28, 28) and splits.test_inputs.shape == (4, 1, 28, 28)
     expected = (arrays["train-images-idx3-ubyte"][:, None] / 255.0 - 0.1307) / 0.3081
     torch.testing.assert_close(splits.train_inputs, torch.from_numpy(expected).float())
@@ -110,7 +111,8 @@ def test_cifar_reads_the_python_batches(tmp_path: Path, name: str, mean, std) ->
     splits = load_dataset(_cfg(name, root=str(tmp_path)))
     train_files = [f for f in written if f not in ("test_batch", "test")]
     test_file = "test_batch" if name == "cifar10" else "test"
-    assert splits.input_shape == (3, 32, 32) and splits.num_classes == (10 if name == "cifar10" else 100)
+    assert splits.input_shape == (3, 32, 32) == DATASETS[name].input_shape
+    assert splits.num_classes == (10 if name == "cifar10" else 100)
     assert splits.train_inputs.shape == (3 * len(train_files), 3, 32, 32) and splits.test_inputs.shape == (3, 3, 32, 32)
     # Row layout: 1024 red, 1024 green, 1024 blue values, each a 32x32 image in row-major order.
     first = written[train_files[0]][0][0]
@@ -216,3 +218,13 @@ def test_packaged_datasets_split_and_standardise(name: str, size: int, shape: tu
     assert len(small.train_targets) == 100 and torch.equal(small.test_inputs, splits.test_inputs)
     distances = torch.cdist(small.train_inputs, splits.train_inputs, compute_mode="donot_use_mm_for_euclid_dist")
     assert bool((distances.min(1).values == 0).all())  # a subset of the training split
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "digits"])
+@pytest.mark.parametrize(("test_fraction", "subsample"), [(0.2, None), (0.33, None), (0.2, 100), (0.5, 100_000)])
+def test_what_is_known_before_loading_is_what_loads(name: str, test_fraction: float, subsample) -> None:
+    """The pre-launch checks (an image model needs images, a spectrum's shards need batches) read these facts."""
+    cfg = _cfg(name, test_fraction=test_fraction, subsample=subsample)
+    splits = load_dataset(cfg)
+    assert splits.input_shape == DATASETS[name].input_shape
+    assert len(splits.train_targets) == training_examples(cfg)

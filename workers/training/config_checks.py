@@ -7,6 +7,7 @@ Pure Python, no torch: the builders call these inside a worker, and the control 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 Rule = tuple[str, Callable[[Any], bool], str]
@@ -25,7 +26,33 @@ DATASET_SOURCES = {
     "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it)",
     "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz (extract it)",
 }
-PACKAGED_DATASETS = ("mnist5k", "digits")
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a dataset gives, known without loading it (the loaders in ``data.py`` are tested to agree)."""
+
+    # One example's shape: (features,) for flat vectors, (channels, height, width) for images.
+    input_shape: tuple[int, ...]
+    # Training examples of the official split; for the packaged datasets, all examples before the test split.
+    examples: int
+    # True when the dataset has its own test split; otherwise ``dataset.test_fraction`` is held out.
+    official_split: bool
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3
+
+
+DATASETS: dict[str, DatasetFacts] = {
+    "mnist5k": DatasetFacts((784,), 5000, official_split=False),
+    "digits": DatasetFacts((64,), 1797, official_split=False),
+    "mnist": DatasetFacts((1, 28, 28), 60000, official_split=True),
+    "cifar10": DatasetFacts((3, 32, 32), 50000, official_split=True),
+    "cifar100": DatasetFacts((3, 32, 32), 50000, official_split=True),
+}
+# Models built of convolutions over (channels, height, width); the MLP flattens whatever it is given.
+IMAGE_MODELS = ("vgg16", "preresnet164", "wideresnet28x10")
 AUGMENTED_DATASETS = ("cifar10", "cifar100")
 AVERAGING_EVERY = ("epoch", "step")
 
@@ -101,7 +128,7 @@ def check_model(cfg: Mapping) -> None:
 
 def check_dataset(cfg: Mapping) -> None:
     name = cfg["name"]
-    _known("dataset", name, FILE_DATASETS + PACKAGED_DATASETS)
+    _known("dataset", name, DATASETS)
     if name in FILE_DATASETS and not cfg.get("root"):
         raise ValueError(
             f"dataset.root=null: dataset={name} needs dataset.root=DIR, a directory holding {DATASET_FILES[name]}; "
@@ -162,3 +189,26 @@ def check_training_config(cfg: Mapping) -> None:
     check_model(cfg["model"])
     check_dataset(cfg["dataset"])
     check_recipe_config(cfg)
+
+
+def check_model_fits_dataset(model_cfg: Mapping, dataset_cfg: Mapping) -> None:
+    """An image model needs a dataset of images."""
+    model, dataset = model_cfg["name"], dataset_cfg["name"]
+    facts = DATASETS[dataset]
+    if model in IMAGE_MODELS and not facts.is_image:
+        images = ", ".join(name for name, f in DATASETS.items() if f.is_image)
+        raise ValueError(
+            f"model={model}: needs image inputs (channels, height, width), but dataset={dataset} gives flat vectors "
+            f"of {facts.input_shape[0]} values; allowed: an image dataset ({images}), or model=mlp"
+        )
+
+
+def training_examples(dataset_cfg: Mapping) -> int:
+    """How many training examples a trial of this dataset sees: after the test split and ``dataset.subsample``."""
+    facts = DATASETS[dataset_cfg["name"]]
+    examples = facts.examples
+    if not facts.official_split:
+        # As data.py splits: round(N * test_fraction) examples are held out.
+        examples -= int(round(facts.examples * float(dataset_cfg["test_fraction"])))
+    subsample = dataset_cfg.get("subsample")
+    return examples if subsample is None else min(examples, int(subsample))

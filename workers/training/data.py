@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from workers.training.augment import RandomCropFlip
-from workers.training.config_checks import DATASET_FILES, DATASET_SOURCES, check_dataset
+from workers.training.config_checks import DATASET_FILES, DATASET_SOURCES, DATASETS, check_dataset
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -68,14 +68,15 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_mnist5k(cfg: Mapping) -> DatasetSplits:
-    return _standardised_splits(*_mnist5k_arrays(), cfg, (784,))
+    return _standardised_splits(*_mnist5k_arrays(), cfg, DATASETS["mnist5k"].input_shape)
 
 
 def _load_digits(cfg: Mapping) -> DatasetSplits:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    return _standardised_splits(bunch.data.astype(np.float64) / 16.0, bunch.target, cfg, (64,))
+    inputs = bunch.data.astype(np.float64) / 16.0
+    return _standardised_splits(inputs, bunch.target, cfg, DATASETS["digits"].input_shape)
 
 
 def _normalised(pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:

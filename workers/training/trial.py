@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workers.config_rules import is_retryable
 from workers.devices import resolve_device
 from workers.run_logger import RunLogger
 from workers.spec import TRAINED, RetryableTrialError, TrialOutcome, TrialSpec, spectrum_epochs
@@ -39,7 +40,7 @@ def seed_everything(seed: int) -> None:
 def run_trial(spec: TrialSpec) -> TrialOutcome:
     """Train the trial to its last epoch; a trial error ends the run FAILED and is returned, not raised.
 
-    Errors whose class the sweep lists in ``cluster.retry_exceptions`` are re-raised as
+    Errors of a class the sweep lists in ``cluster.retry_exceptions`` (or of a subclass) are re-raised as
     :class:`RetryableTrialError` so that Ray retries the task.
     """
     logger = RunLogger(spec.tracking, spec.run_id)
@@ -49,7 +50,7 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
             metrics = _train(spec, logger)
     except Exception as error:  # noqa: BLE001 - any trial error is recorded on the run, then reported
         message = f"{type(error).__name__}: {error}"
-        if type(error).__name__ in spec.config["cluster"]["retry_exceptions"]:
+        if is_retryable(error, spec.config["cluster"]["retry_exceptions"]):
             raise RetryableTrialError(message) from error
         logger.fail(message, traceback.format_exc())
         return TrialOutcome(spec.trial_id, spec.run_id, FAILED, {}, message)

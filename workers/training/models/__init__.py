@@ -9,7 +9,7 @@ from typing import Callable, Mapping
 
 from torch import nn
 
-from workers.training.config_checks import check_model
+from workers.training.config_checks import IMAGE_MODELS, check_model
 from workers.training.models.mlp import build_mlp
 from workers.training.models.preresnet import build_preresnet
 from workers.training.models.vgg import build_vgg
@@ -23,7 +23,6 @@ BUILDERS: dict[str, Builder] = {
     "preresnet164": build_preresnet,
     "wideresnet28x10": build_wide_resnet,
 }
-IMAGE_MODELS = ("vgg16", "preresnet164", "wideresnet28x10")
 
 
 def build_model(cfg: Mapping, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
