@@ -18,7 +18,7 @@ from pathlib import Path
 
 from orchestrator.mlflow_server import LocalMlflowServer
 from orchestrator.planning import plan_sweep
-from orchestrator.session import open_session
+from orchestrator.sweep_book import SweepBook, SweepOrder
 from orchestrator.settings import apply_local_only_env
 from orchestrator.tracking import SweepTracker
 from workers.tracking_endpoint import TrackingEndpoint
@@ -31,18 +31,22 @@ def main() -> None:
     apply_local_only_env()
     with tempfile.TemporaryDirectory() as store, LocalMlflowServer(Path(store)) as uri:
         experiment = "resume-bench"
-        tracker = SweepTracker(TrackingEndpoint(uri), experiment)
-        session = open_session(plan_sweep(GRID + [f"tracking.experiment={experiment}"], True), tracker, uri)
-        for run_id in session.run_ids.values():
-            tracker.client.set_terminated(run_id, "FINISHED")
+        endpoint = TrackingEndpoint(uri)
+        tracker = SweepTracker(endpoint, experiment)
+        book = SweepBook(SweepOrder(plan_sweep(GRID + [f"tracking.experiment={experiment}"], True), endpoint, {}))
+        book.open()
+        for trial in book.order.plan.trials:
+            tracker.client.set_terminated(book.prepare(trial).run_id, "FINISHED")
 
         start = time.perf_counter()
         record = tracker.sweep_record("bench64")
         assert record is not None
         plan = plan_sweep([*record.arguments, "sweep.name=bench64"], record.multirun)
-        decided = open_session(plan, tracker, uri)
+        decided = SweepBook(SweepOrder(plan, endpoint, {}))
+        decided.open()
+        finished = decided.finished_before(plan.trials)
         decide_s = time.perf_counter() - start
-        assert len(plan.trials) == 64 and not decided.to_run
+        assert len(plan.trials) == 64 and len(finished) == 64
 
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
         start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The ``sweep`` command: run, status, resume, spectrum, ui."""
+"""The ``sweep`` command: run, status, resume, cancel, spectrum, ui."""
 
 from __future__ import annotations
 
@@ -23,13 +23,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="compose, validate and launch a sweep; finished trials are skipped")
     run.add_argument("-m", "--multirun", action="store_true", help="grid over comma lists, range() and choice()")
+    run.add_argument("--detach", action="store_true", help="return once the cluster's coordinator has the plan")
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optimizer=sgd,adam optimizer.lr=0.01,0.1")
     status = sub.add_parser("status", help="the trials of a sweep (default: the latest)")
     status.add_argument("sweep", nargs="?", help="sweep id or name")
     status.add_argument("overrides", nargs="*", help="tracking.* overrides")
     resume = sub.add_parser("resume", help="re-launch the failed, stale and never-started trials of a sweep")
     resume.add_argument("sweep", help="sweep id or name")
+    resume.add_argument("--detach", action="store_true", help="return once the cluster's coordinator has the plan")
     resume.add_argument("overrides", nargs="*", help="where-to-run overrides (tracking.*, cluster.*)")
+    cancel = sub.add_parser("cancel", help="stop a sweep's coordinator and its trials (runs end KILLED, resumable)")
+    cancel.add_argument("sweep", help="sweep id or name")
+    cancel.add_argument("overrides", nargs="*", help="where-to-run overrides (cluster.*, tracking.*)")
     spectrum = sub.add_parser("spectrum", help="Lanczos / SLQ spectrum of a stored checkpoint of a trial run")
     spectrum.add_argument("run_id", help="MLflow run id of a trial")
     spectrum.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: the latest)")
@@ -60,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "run":
             from orchestrator.commands import run_sweep
 
-            return run_sweep(args.overrides, args.multirun, console)
+            return run_sweep(args.overrides, args.multirun, console, detach=args.detach)
         if args.command == "status":
             from orchestrator.commands import show_status
 
@@ -69,7 +74,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "resume":
             from orchestrator.commands import resume_sweep
 
-            return resume_sweep(args.sweep, args.overrides, console)
+            return resume_sweep(args.sweep, args.overrides, console, detach=args.detach)
+        if args.command == "cancel":
+            from orchestrator.commands import cancel_sweep
+
+            return cancel_sweep(args.sweep, args.overrides, console)
         if args.command == "spectrum":
             from orchestrator.commands import spectrum_of_run
 

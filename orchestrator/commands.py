@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
-from contextlib import contextmanager
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from rich.console import Console
@@ -13,17 +17,27 @@ from rich.console import Console
 from orchestrator.composition import composer, to_container
 from orchestrator.errors import UserError
 from orchestrator.mlflow_server import LocalMlflowServer
-from orchestrator.grid_plot import log_metric_across_grid
 from orchestrator.identity import UNSET, changed_keys, identity_config
 from orchestrator.planning import SweepPlan, plan_sweep
 from orchestrator.ray_cluster import check_reachable as check_ray_reachable, connect, resolve_address
+from orchestrator.execution import (SweepResult, ask_cancel_or_detach, execute_in_process, follow, is_interactive,
+                                    submit_to_coordinator)
+from orchestrator.resources import alive_node_resources, check_satisfiable
 from orchestrator.status import FINISHED, render, trial_status
+from orchestrator.status import with_owner_state
+from orchestrator.store_lock import lock_holder, store_lock
+from orchestrator.sweep_book import SweepOrder
 from orchestrator.validation import validate
 from orchestrator.tracking import SweepRecord, SweepTracker, TrackingTarget, check_reachable, resolve_target
 from orchestrator.topology import refuse_remote_nodes_with_local_store
 from workers.tracking_endpoint import TrackingEndpoint
 
 WHERE_TO_RUN_PREFIXES = ("tracking.", "cluster.", "tracking=", "cluster=")
+# Test-only fault injection: JSON mapping an override (e.g. "optimizer.lr=0.1") to worker faults
+# ({"raise_at_epoch": 1} or {"nan_at_epoch": 1}); never part of any trial's identity.
+FAULTS_ENV = "SWEEP_FAULTS"
+# How long `sweep cancel` waits for a local `sweep` process to stop its trials and exit.
+CANCEL_WAIT_S = 120.0
 SPECTRUM_PREFIXES = (*WHERE_TO_RUN_PREFIXES, "spectrum.")
 
 
@@ -47,11 +61,11 @@ def writable_store(target: TrackingTarget, while_starting: Callable[[], None] = 
         server.stop()
 
 
-def run_sweep(arguments: Sequence[str], multirun: bool, console: Console) -> int:
-    return launch(plan_sweep(arguments, multirun), console)
+def run_sweep(arguments: Sequence[str], multirun: bool, console: Console, detach: bool = False) -> int:
+    return launch(plan_sweep(arguments, multirun), console, detach=detach)
 
 
-def resume_sweep(sweep_id: str, overrides: Sequence[str], console: Console) -> int:
+def resume_sweep(sweep_id: str, overrides: Sequence[str], console: Console, detach: bool = False) -> int:
     """Re-launch the failed, stale and never-started trials of a recorded sweep, each in its own run."""
     config = _compose_all(overrides)
     target = resolve_target(config["tracking"])
@@ -60,64 +74,101 @@ def resume_sweep(sweep_id: str, overrides: Sequence[str], console: Console) -> i
     if record is None:
         raise UserError(f"sweep {sweep_id!r}: no such sweep in {target.shown} (experiment {target.experiment!r})")
     plan = plan_sweep([*record.replayable_arguments, *overrides, f"sweep.name={sweep_id}"], record.multirun)
-    return launch(plan, console, expected=record)
+    return launch(plan, console, expected=record, detach=detach)
 
 
-def launch(plan: SweepPlan, console: Console, expected: Optional[SweepRecord] = None) -> int:
-    """Check every address, then create the runs and hand the trials to Hydra's launcher; returns the exit code."""
-    from orchestrator.app import run_with_hydra
-    from orchestrator.session import open_session
-
+def launch(plan: SweepPlan, console: Console, expected: Optional[SweepRecord] = None, detach: bool = False) -> int:
+    """Check every address and input, then execute the plan (Ray coordinator or in-process); returns the exit code."""
     target = resolve_target(plan.settings["tracking"])
     check_reachable(target)
     address = resolve_address(plan.settings["cluster"]) if plan.launcher == "ray" else None
     if address:
         check_ray_reachable(address)
+    if detach and (address is None or target.needs_local_server):
+        raise UserError("--detach: the sweep must outlive this command, so it needs a cluster (cluster.address or "
+                        "RAY_ADDRESS) and an MLflow server every node reaches (tracking.uri=http://HOST:PORT)")
     reader = SweepTracker(target.reader, target.experiment) if target.has_store else None
     if expected is None and reader is not None:
         expected = reader.sweep_record(plan.sweep_id)
     if expected is not None:
         refuse_changed_base(expected, plan)
-    start_ray = plan.launcher == "ray" and _has_unfinished(reader, plan)
-    with writable_store(target, while_starting=lambda: _start_ray(plan, start_ray, target)) as endpoint:
-        tracker = SweepTracker(endpoint, target.experiment)
-        session = open_session(plan, tracker, endpoint)
-        skipped = len(plan.trials) - len(session.to_run)
-        console.print(f"sweep [bold]{plan.sweep_id}[/]: {len(plan.trials)} trial(s), {len(session.to_run)} to run"
-                      f"{f', skipping {skipped} finished or running' if skipped else ''}; launcher {plan.launcher}")
-        if session.to_run:
-            run_with_hydra(session)
-        runs = tracker.trial_runs(plan.sweep_id)
-        timeout = plan.settings["tracking"]["heartbeat_timeout"]
-        statuses = [trial_status(runs[t.trial_id], timeout) for t in plan.trials]
-        all_finished = all(s.state == FINISHED for s in statuses)
-        if any(t.config["spectrum"]["enabled"] for t in plan.trials):
-            log_metric_across_grid(tracker.client, session.parent_run_id, plan.trials, runs, "lambda_max")
-        tracker.finish_parent(session.parent_run_id, all_finished)
+    if reader is not None and not _has_unfinished(reader, plan):
+        console.print(f"sweep [bold]{plan.sweep_id}[/]: {len(plan.trials)} trial(s), 0 to run, "
+                      f"skipping {len(plan.trials)} finished")
+        return _summarise(plan, reader, console, all_finished=True)
+    faults = json.loads(os.environ.get(FAULTS_ENV, "{}"))
+    with ExitStack() as stack:
+        if address is None:
+            stack.enter_context(store_lock(target.local_dir, plan.sweep_id))
+        endpoint = stack.enter_context(writable_store(target, while_starting=lambda: _start_ray(plan, target)))
+        order = SweepOrder(plan, endpoint, faults)
+        if plan.launcher == "basic":
+            result = execute_in_process(order, console)
+        else:
+            coordinator = submit_to_coordinator(order, console, detached=address is not None)
+            if detach:
+                console.print(f"detached: the sweep runs on the cluster; `sweep status {plan.sweep_id}` follows it, "
+                              f"`sweep cancel {plan.sweep_id}` stops it")
+                return 0
+            outcome = _follow_or_stop(coordinator, plan, console, on_cluster=address is not None)
+            if isinstance(outcome, int):
+                return outcome
+            result = outcome
+    if result.error:
+        console.print(f"[red]the sweep's coordinator failed:[/] {result.error}")
+    return _summarise(plan, SweepTracker(target.reader, target.experiment), console, result.all_finished)
+
+
+def _follow_or_stop(coordinator: Any, plan: SweepPlan, console: Console, on_cluster: bool) -> SweepResult | int:
+    """Follow the sweep to its end; on Ctrl-C, cancel it (or, on a cluster, detach if the user says so)."""
+    import ray
+
+    try:
+        progress = follow(coordinator, console)
+    except KeyboardInterrupt:
+        if ask_cancel_or_detach(on_cluster and is_interactive()) == "detach":
+            console.print(f"detached: the sweep goes on; `sweep status {plan.sweep_id}` follows it")
+            return 0
+        try:
+            cancelled = ray.get(coordinator.cancel.remote(), timeout=120)
+        except ray.exceptions.RayError:
+            cancelled = 0
+        console.print(f"cancelled: {cancelled} trial(s) stopped, their runs end KILLED; "
+                      f"`sweep resume {plan.sweep_id}` picks them up from their last checkpoints")
+        return 130
+    if progress is None:
+        return SweepResult((), 0, "the coordinator went away before the sweep ended (cancelled?)")
+    return SweepResult(progress.outcomes, progress.skipped, progress.error)
+
+
+def _summarise(plan: SweepPlan, reader: SweepTracker, console: Console, all_finished: bool) -> int:
+    """The summary table from one read of the sweep's runs; exit 1 when any trial did not finish."""
+    runs = reader.trial_runs(plan.sweep_id)
+    statuses = [trial_status(runs[t.trial_id]) for t in plan.trials if t.trial_id in runs]
     render(statuses, f"sweep {plan.sweep_id}", console)
-    failed = [s for s in statuses if s.state != FINISHED]
+    failed = len(plan.trials) - sum(s.state == FINISHED for s in statuses)
     if failed:
-        console.print(f"[red]{len(failed)} of {len(statuses)} trial(s) did not finish[/]; "
+        console.print(f"[red]{failed} of {len(plan.trials)} trial(s) did not finish[/]; "
                       f"`sweep resume {plan.sweep_id}` re-runs them from their last checkpoints")
-    return 0 if all_finished else 1
+    return 0 if all_finished and not failed else 1
 
 
-def _has_unfinished(reader: Optional[SweepTracker], plan: SweepPlan) -> bool:
-    """Read-only: does any trial of the plan still need to run? (No store yet: all of them.)"""
-    if reader is None:
-        return True
+def _has_unfinished(reader: SweepTracker, plan: SweepPlan) -> bool:
+    """Read-only: does any trial of the plan still need to run?"""
     runs = reader.trial_runs(plan.sweep_id)
     return any(t.trial_id not in runs or runs[t.trial_id].info.status != "FINISHED" for t in plan.trials)
 
 
-def _start_ray(plan: SweepPlan, needed: bool, target: TrackingTarget) -> None:
-    """Connect to Ray and warm its workers up (imports of torch and the trainer) while the store starts."""
-    if needed:
-        from orchestrator.ray_launcher import warm_up
+def _start_ray(plan: SweepPlan, target: TrackingTarget) -> None:
+    """Connect to Ray, refuse what it can never run, and warm its workers up while the store starts."""
+    if plan.launcher != "ray":
+        return
+    from orchestrator.ray_launcher import warm_up
 
-        connect(plan.settings["cluster"])
-        refuse_remote_nodes_with_local_store(target)
-        warm_up(plan.settings["cluster"], len(plan.trials))
+    connect(plan.settings["cluster"])
+    refuse_remote_nodes_with_local_store(target)
+    check_satisfiable(plan.settings["cluster"], plan.base_config["spectrum"], alive_node_resources())
+    warm_up(plan.settings["cluster"], len(plan.trials))
 
 
 def refuse_changed_base(record: SweepRecord, plan: SweepPlan) -> None:
@@ -160,6 +211,7 @@ def _where_to_run(overrides: Sequence[str]) -> dict[str, Any]:
 
 
 def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console) -> int:
+    """The sweep's trials from one read of MLflow; with a live owner, its own word on what is queued and running."""
     config = _where_to_run(overrides)
     target = resolve_target(config["tracking"])
     check_reachable(target)
@@ -170,8 +222,71 @@ def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console
     runs = tracker.trial_runs(sweep_id)
     if not runs:
         raise UserError(f"sweep {sweep_id!r}: no such sweep in experiment {target.experiment!r}")
-    render([trial_status(r, config["tracking"]["heartbeat_timeout"]) for r in runs.values()], f"sweep {sweep_id}", console)
+    statuses = [trial_status(r) for r in runs.values()]
+    live = _live_states(sweep_id, config["cluster"])
+    if live is not None:
+        statuses = [with_owner_state(s, live) for s in statuses]
+    render(statuses, f"sweep {sweep_id}" + (" (live, from its coordinator)" if live is not None else ""), console)
     return 0
+
+
+def _live_states(sweep_id: str, cluster: dict[str, Any]) -> Optional[dict[str, str]]:
+    """Trial id -> queued/running from the sweep's live coordinator on the configured cluster; None without one."""
+    address = resolve_address(cluster)
+    if address is None:
+        return None
+    from orchestrator.coordinator import find_coordinator
+
+    check_ray_reachable(address)
+    connect(cluster)
+    coordinator = find_coordinator(sweep_id)
+    if coordinator is None:
+        return None
+    import ray
+
+    try:
+        return ray.get(coordinator.trial_states.remote(), timeout=30)
+    except ray.exceptions.RayError:
+        return None
+
+
+def cancel_sweep(sweep_id: str, overrides: Sequence[str], console: Console) -> int:
+    """Stop a sweep's owner and its tasks: the coordinator on the cluster, or the local `sweep` process."""
+    config = _where_to_run(overrides)
+    address = resolve_address(config["cluster"])
+    if address is not None:
+        import ray
+
+        from orchestrator.coordinator import find_coordinator
+
+        check_ray_reachable(address)
+        connect(config["cluster"])
+        coordinator = find_coordinator(sweep_id)
+        if coordinator is None:
+            raise UserError(f"sweep {sweep_id!r}: no live coordinator on cluster {address}; nothing to cancel")
+        stopped = f"{ray.get(coordinator.cancel.remote(), timeout=120)} trial(s) stopped"
+    else:
+        stopped = _interrupt_local_owner(sweep_id, resolve_target(config["tracking"]).local_dir)
+    console.print(f"sweep {sweep_id}: cancelled ({stopped}); its unfinished runs end KILLED; "
+                  f"`sweep resume {sweep_id}` picks them up later")
+    return 0
+
+
+def _interrupt_local_owner(sweep_id: str, directory: Path) -> str:
+    """Ctrl-C for the local `sweep` process that executes the sweep: it cancels its own trials and exits."""
+    holder = lock_holder(directory)
+    if holder is None or holder[1] != sweep_id:
+        raise UserError(f"sweep {sweep_id!r}: no `sweep` process executes it from {directory}/; nothing to cancel "
+                        "(for a sweep on a cluster, give cluster.address)")
+    pid = holder[0]
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if Path(f"/proc/{pid}").exists():
+        raise UserError(f"sweep {sweep_id!r}: its `sweep` process (pid {pid}) was interrupted but has not exited "
+                        f"within {CANCEL_WAIT_S:.0f} s")
+    return f"its `sweep` process, pid {pid}, stopped its trials and exited"
 
 
 def serve_ui(port: int, overrides: Sequence[str], console: Console) -> int:

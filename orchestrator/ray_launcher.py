@@ -1,24 +1,17 @@
-"""Run trials as Ray tasks, all in flight at once as far as the cluster's resources allow.
+"""The Ray tasks of a sweep: a trial's training, and its spectrum job.
 
 A trial with ``spectrum.enabled`` is two tasks: training, then (once training has released its resources) the
-spectrum job, with the spectrum's own resources; the trial's run ends when the second does.
+spectrum job, with the spectrum's own resources; the trial's run ends when the second does. The coordinator
+(orchestrator/coordinator.py) submits and chains them.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, Mapping
 
 import ray
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestrator.planning import Trial
-from orchestrator.session import SweepSession
-from workers.spec import TRAINED, RetryableTrialError, SpectrumJobSpec, TrialOutcome, TrialSpec
-
-POLL_S = 2.0
-TRAIN, SPECTRUM = "train", "spectrum"
+from workers.spec import RetryableTrialError, SpectrumJobSpec, TrialOutcome, TrialSpec
 
 
 def _execute_trial(spec: TrialSpec) -> TrialOutcome:
@@ -57,47 +50,12 @@ def spectrum_task(spectrum: Mapping[str, Any]) -> Any:
     )
 
 
-def run_on_ray(session: SweepSession, trials: list[Trial], console: Console | None = None) -> dict[str, TrialOutcome]:
-    cluster = session.plan.settings["cluster"]
-    train = ray.remote(_execute_trial).options(
+def train_task(cluster: Mapping[str, Any]) -> Any:
+    """A trial's training task with the trial's resources; Ray re-runs it when its worker or node dies."""
+    return ray.remote(_execute_trial).options(
         num_cpus=cluster["num_cpus"], num_gpus=cluster["num_gpus"], max_retries=cluster["max_retries"],
         retry_exceptions=[RetryableTrialError], name="trial",
     )
-    pending = {train.remote(session.spec(t)): (t, TRAIN) for t in trials}
-    outcomes: dict[str, TrialOutcome] = {}
-    with _progress(console) as progress:
-        bar = progress.add_task("", total=len(trials))
-        next_poll = 0.0
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
-            for ref in done:
-                trial, stage = pending.pop(ref)
-                outcome = _collect(session, trial, ref)
-                if stage == TRAIN and outcome.state == TRAINED:
-                    job = spectrum_task(trial.config["spectrum"]).remote(session.spectrum_spec(trial))
-                    pending[job] = (trial, SPECTRUM)
-                else:
-                    outcomes[trial.trial_id] = outcome
-            if time.monotonic() >= next_poll or done:
-                in_flight = [t for t, _ in pending.values()]
-                running = _count_running(session, in_flight)
-                failed = sum(o.state != "FINISHED" for o in outcomes.values())
-                progress.update(bar, completed=len(outcomes), description=(
-                    f"queued {len(in_flight) - running} | running {running} | "
-                    f"finished {len(outcomes) - failed} | failed {failed}"))
-                next_poll = time.monotonic() + POLL_S
-    return outcomes
-
-
-def _collect(session: SweepSession, trial: Trial, ref: Any) -> TrialOutcome:
-    """The task's outcome; a task that died for good (retries used up) ends its run FAILED here."""
-    run_id = session.run_ids[trial.trial_id]
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayError as error:
-        message = describe_failure(error)
-        session.tracker.fail_run(run_id, message)
-        return TrialOutcome(trial.trial_id, run_id, "FAILED", {}, message)
 
 
 def describe_failure(error: ray.exceptions.RayError) -> str:
@@ -106,16 +64,3 @@ def describe_failure(error: ray.exceptions.RayError) -> str:
     if isinstance(error, ray.exceptions.RayTaskError) and cause is not None:
         return f"{type(cause).__name__}: {cause}"[:2000]
     return f"{type(error).__name__}: {str(error).strip().splitlines()[-1]}"[:2000]
-
-
-def _count_running(session: SweepSession, trials: list[Trial]) -> int:
-    waiting = {session.run_ids[t.trial_id] for t in trials}
-    if not waiting:
-        return 0
-    runs = session.tracker.trial_runs(session.plan.sweep_id)
-    return sum(1 for r in runs.values() if r.info.run_id in waiting and r.info.status == "RUNNING")
-
-
-def _progress(console: Console | None) -> Progress:
-    return Progress(TextColumn("[bold]trials[/]"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False)

@@ -197,8 +197,11 @@ class TrackingConfig:
     experiment: str = "curvature-sweeps"
     # Directory of the local store (sqlite database and artifacts), relative to the working directory.
     local_dir: str = ".sweeps"
-    # A RUNNING trial with no heartbeat for this many seconds is shown as stale.
-    heartbeat_timeout: float = 300.0
+    # Seconds between a running trial's heartbeats (training and spectrum jobs). Each run records its interval;
+    # one whose owner cannot be asked is shown stale after a few missed beats.
+    heartbeat_interval: float = 30.0
+    # How long the coordinator and the trials retry tracking calls through a server outage before giving up.
+    outage_timeout: float = 300.0
 
 
 @dataclass

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 from mlflow.entities import Run
 from rich.console import Console
 from rich.table import Table
 
-from workers.run_logger import NODE_ID_TAG, NODE_TAG
+from workers.run_logger import HEARTBEAT_INTERVAL_TAG, HEARTBEAT_TAG, NODE_ID_TAG, NODE_TAG
 
-FINISHED, RUNNING, FAILED, STALE, PENDING = "finished", "running", "failed", "stale", "pending"
-STATE_STYLE = {FINISHED: "green", RUNNING: "cyan", FAILED: "red", STALE: "yellow", PENDING: "dim"}
+FINISHED, RUNNING, FAILED, KILLED, STALE, PENDING, QUEUED = (
+    "finished", "running", "failed", "killed", "stale", "pending", "queued")
+# A run is stale after this many missed beats of its own interval, plus this slack for skewed clocks.
+STALE_AFTER_BEATS, CLOCK_SKEW_S = 4, 60.0
+# Runs recorded before the interval was recorded.
+DEFAULT_INTERVAL_S = 30.0
+STATE_STYLE = {FINISHED: "green", RUNNING: "cyan", FAILED: "red", KILLED: "magenta", STALE: "yellow", PENDING: "dim",
+               QUEUED: "dim"}
 
 
 @dataclass(frozen=True)
@@ -33,26 +40,32 @@ class TrialStatus:
     node: str
 
 
-def trial_state(run: Run, heartbeat_timeout: float, now: Optional[float] = None) -> str:
+def trial_state(run: Run, now: Optional[float] = None) -> str:
+    """The state MLflow alone can tell. A RUNNING run whose owner cannot be asked is stale once it has missed a few of
+    its own beats (its recorded interval, not the reader's), with slack for clocks that differ between nodes."""
     status = run.info.status
     if status == "FINISHED":
         return FINISHED
-    if status in ("FAILED", "KILLED"):
+    if status == "FAILED":
         return FAILED
+    if status == "KILLED":
+        return KILLED
     if status == "RUNNING":
-        beat = float(run.data.tags.get("heartbeat", run.info.start_time / 1000))
-        return STALE if (now or time.time()) - beat > heartbeat_timeout else RUNNING
+        tags = run.data.tags
+        beat = float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+        interval = float(tags.get(HEARTBEAT_INTERVAL_TAG, DEFAULT_INTERVAL_S))
+        return STALE if (now or time.time()) - beat > STALE_AFTER_BEATS * interval + CLOCK_SKEW_S else RUNNING
     return PENDING
 
 
-def trial_status(run: Run, heartbeat_timeout: float) -> TrialStatus:
+def trial_status(run: Run) -> TrialStatus:
     tags, metrics = run.data.tags, run.data.metrics
     checkpoint = tags.get("checkpoint_epoch")
     return TrialStatus(
         trial_id=tags["trial_id"],
         run_id=run.info.run_id,
         overrides=tuple(json.loads(tags.get("overrides", "[]"))),
-        state=trial_state(run, heartbeat_timeout),
+        state=trial_state(run),
         epoch=int(tags.get("epoch", 0)),
         checkpoint_epoch=int(checkpoint) if checkpoint else None,
         attempts=int(tags.get("attempts", 0)),
@@ -61,6 +74,16 @@ def trial_status(run: Run, heartbeat_timeout: float) -> TrialStatus:
         error=tags.get("error"),
         node=" ".join(filter(None, (tags.get(NODE_TAG), tags.get(NODE_ID_TAG, "")[:8]))),
     )
+
+
+def with_owner_state(status: TrialStatus, live: Mapping[str, str]) -> TrialStatus:
+    """The status as the sweep's live owner knows it: queued or running when it has the trial in hand; a run that
+    MLflow shows RUNNING but the owner does not hold is an orphan of an earlier owner, to be resumed."""
+    if status.trial_id in live:
+        return dataclasses.replace(status, state=live[status.trial_id])
+    if status.state in (RUNNING, STALE):
+        return dataclasses.replace(status, state=STALE)
+    return status
 
 
 def distinguishing(overrides: Sequence[tuple[str, ...]]) -> list[str]:

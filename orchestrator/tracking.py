@@ -200,9 +200,10 @@ class SweepTracker:
     def mark_scheduled(self, run_id: str) -> None:
         self.client.update_run(run_id, status="SCHEDULED")
 
-    def fail_run(self, run_id: str, message: str) -> None:
+    def fail_run(self, run_id: str, message: str, status: str = "FAILED") -> None:
+        """End a run whose task died for good (FAILED) or was cancelled (KILLED), saying why."""
         self.client.log_batch(run_id, tags=[RunTag("error", scrub(message, self.endpoint.secrets)[:5000])])
-        self.client.set_terminated(run_id, status="FAILED")
+        self.client.set_terminated(run_id, status=status)
 
-    def finish_parent(self, run_id: str, all_finished: bool) -> None:
-        self.client.set_terminated(run_id, status="FINISHED" if all_finished else "FAILED")
+    def end_parent(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)

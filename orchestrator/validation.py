@@ -26,7 +26,8 @@ CHECKS: tuple[Rule, ...] = (
     ("cluster.num_gpus", lambda v: v >= 0, "a number >= 0"),
     ("cluster.max_retries", lambda v: v >= 0, "an integer >= 0"),
     ("cluster.local_num_cpus", lambda v: v is None or v >= 1, "null or an integer >= 1"),
-    ("tracking.heartbeat_timeout", lambda v: v > 0, "a number of seconds > 0"),
+    ("tracking.heartbeat_interval", lambda v: v > 0, "a number of seconds > 0"),
+    ("tracking.outage_timeout", lambda v: v >= 0, "a number of seconds >= 0"),
     ("tracking.experiment", lambda v: bool(str(v).strip()), "a non-empty name"),
 )
 

@@ -49,9 +49,9 @@ def _assert_every_epoch_once(client: MlflowClient, run: Run, epochs: int) -> Non
         assert sorted(steps) == list(range(1, epochs + 1)), (metric, steps)
 
 
-def _popen_sweep(*args: str, cwd: Path) -> subprocess.Popen[str]:
+def _popen_sweep(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen([str(Path(sys.executable).with_name("sweep")), *args], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
 def test_worker_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path, ray_address: str, server_uri: str,
@@ -82,12 +82,11 @@ def test_worker_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path, ray
     _assert_every_epoch_once(client, run, epochs)
 
 
-def test_driver_killed_then_resume_runs_only_the_unfinished(tmp_path: Path, ray_address: str, mlflow_uri: str,
-                                                            experiment: str) -> None:
-    common = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
+def _kill_driver_mid_sweep(common: list[str], tmp_path: Path, client: MlflowClient, experiment: str,
+                           env: dict[str, str] | None = None) -> dict[str, Run]:
+    """`sweep run` of four trials (two short, two long), killed with SIGKILL once two finished and one is under way."""
     sweep = _popen_sweep("run", "-m", "trainer.epochs=2,30", "optimizer.lr=0.01,0.02", "model.hidden_sizes=[512]",
-                         "dataset=mnist5k", "checkpoint.every=1", "sweep.name=killed", *common, cwd=tmp_path)
-    client = MlflowClient(mlflow_uri)
+                         "dataset=mnist5k", "checkpoint.every=1", "sweep.name=killed", *common, cwd=tmp_path, env=env)
 
     def two_finished_one_running() -> bool:
         runs = _trial_runs(client, experiment)
@@ -98,27 +97,56 @@ def test_driver_killed_then_resume_runs_only_the_unfinished(tmp_path: Path, ray_
     _wait_for(two_finished_one_running, 300, "two finished trials and one under way")
     sweep.send_signal(signal.SIGKILL)
     sweep.wait(timeout=30)
-    before = {r.data.tags["trial_id"]: r for r in _trial_runs(client, experiment)}
-    finished_before = {tid: r.info.end_time for tid, r in before.items() if r.info.status == "FINISHED"}
-    assert 2 <= len(finished_before) < 4
+    return {r.data.tags["trial_id"]: r for r in _trial_runs(client, experiment)}
 
-    time.sleep(3)  # longer than the heartbeat timeout given below: the orphaned runs are stale
-    status = run_sweep_cli("status", "killed", "tracking.heartbeat_timeout=2", *common[:2], cwd=tmp_path)
-    assert "stale" in status.stdout or "failed" in status.stdout, status.stdout
 
-    resumed = run_sweep_cli("resume", "killed", "tracking.heartbeat_timeout=2", *common, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert f"{4 - len(finished_before)} to run" in resumed.stdout
-
+def _assert_resumed_once_each(client: MlflowClient, experiment: str, before: dict[str, Run]) -> None:
     after = _trial_runs(client, experiment)
     assert len(after) == 4, "each grid point has exactly one child run"
     assert all(r.info.status == "FINISHED" for r in after)
     for run in after:
-        tid = run.data.tags["trial_id"]
-        if tid in finished_before:
-            assert run.info.end_time == finished_before[tid], "finished trials are not re-run"
+        previous = before[run.data.tags["trial_id"]]
+        if previous.info.status == "FINISHED":
+            assert run.info.end_time == previous.info.end_time, "finished trials are not re-run"
             assert run.data.tags["attempts"] == "1"
         _assert_every_epoch_once(client, run, int(run.data.params["trainer.epochs"]))
+
+
+def test_local_driver_killed_then_resume_at_once_takes_the_orphans(tmp_path: Path, mlflow_uri: str,
+                                                                    experiment: str) -> None:
+    """A local sweep's Ray dies with its driver: a resume right away, with default settings, re-runs every trial
+    that did not finish (their RUNNING runs are orphans: no process holds the store's lock), and nothing else."""
+    common = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", "cluster.local_num_cpus=2"]
+    client = MlflowClient(mlflow_uri)
+    before = _kill_driver_mid_sweep(common, tmp_path, client, experiment, env={"RAY_ADDRESS": ""})
+    finished_before = [tid for tid, r in before.items() if r.info.status == "FINISHED"]
+    assert 2 <= len(finished_before) < 4
+
+    status = run_sweep_cli("status", "killed", *common[:2], cwd=tmp_path)
+    # The title "sweep killed", then one row per trial the dead process's coordinator cancelled.
+    assert status.stdout.count("killed") == 1 + 4 - len(finished_before), status.stdout
+    assert "cancelled: its `sweep` process" in status.stdout, status.stdout
+    resumed = run_sweep_cli("resume", "killed", *common, cwd=tmp_path, env={"RAY_ADDRESS": ""})
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"4 trial(s), {4 - len(finished_before)} to run" in resumed.stdout
+    _assert_resumed_once_each(client, experiment, before)
+
+
+def test_cluster_driver_killed_then_resume_attaches_to_the_live_coordinator(tmp_path: Path, ray_address: str,
+                                                                           mlflow_uri: str, experiment: str) -> None:
+    """On a cluster the sweep's coordinator outlives its driver: a resume attaches to it (one owner, nothing
+    launched twice) and follows the sweep to its end."""
+    common = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
+    client = MlflowClient(mlflow_uri)
+    before = _kill_driver_mid_sweep(common, tmp_path, client, experiment)
+
+    status = run_sweep_cli("status", "killed", *common, cwd=tmp_path)
+    assert "(live, from its coordinator)" in status.stdout and "running" in status.stdout, status.stdout
+    resumed = run_sweep_cli("resume", "killed", *common, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "attached to its live coordinator, 0 new" in resumed.stdout, resumed.stdout
+    _assert_resumed_once_each(client, experiment, before)
+    assert all(r.data.tags["attempts"] == "1" for r in _trial_runs(client, experiment)), "no trial ran twice"
 
 
 def test_failed_trials_are_reported_then_resumed_alone(tmp_path: Path, ray_address: str, server_uri: str,

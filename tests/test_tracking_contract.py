@@ -115,7 +115,7 @@ def test_epochs_are_logged_once_and_read_back_by_status(store: Store, experiment
     assert logger.last_logged_epoch() == 2
 
     reader = SweepTracker(store.reader, experiment)
-    status = trial_status(reader.trial_runs("contract")["t-01"], heartbeat_timeout=300)
+    status = trial_status(reader.trial_runs("contract")["t-01"])
     assert (status.state, status.epoch, status.attempts, status.test_acc) == (RUNNING, 2, 1, pytest.approx(0.7))
     assert status.node, "the node the attempt runs on is recorded"
     history = reader.client.get_metric_history(run_id, "train_loss")
@@ -123,7 +123,7 @@ def test_epochs_are_logged_once_and_read_back_by_status(store: Store, experiment
 
     logger.mark_running()  # a retry: a second attempt in the same run
     logger.finish()
-    status = trial_status(reader.trial_runs("contract")["t-01"], heartbeat_timeout=300)
+    status = trial_status(reader.trial_runs("contract")["t-01"])
     assert (status.state, status.attempts) == (FINISHED, 2)
 
 
@@ -171,7 +171,7 @@ def test_spectrum_artifacts_and_a_failure_are_recorded(store: Store, experiment:
     assert json.loads(stored.read_text())["ritz_values"] == [1.0, 2.0]
     run = reader.trial_runs("contract")["t-01"]
     assert run.data.metrics["lambda_max"] == 12.5
-    status = trial_status(run, heartbeat_timeout=300)
+    status = trial_status(run)
     assert (status.state, status.error) == (FAILED, "RuntimeError: boom")
     assert "RuntimeError: boom" in Path(reader.client.download_artifacts(run_id, "error/traceback.txt",
                                                                           str(tmp_path / "tb"))).read_text()

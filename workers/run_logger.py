@@ -11,15 +11,20 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from mlflow.entities import Metric, RunTag
 
 from workers.placement import where_am_i
+from workers.retry import retrying
 from workers.run_artifacts import RunArtifacts
 from workers.tracking_endpoint import TrackingEndpoint, scrub
 
+T = TypeVar("T")
+
 HEARTBEAT_TAG = "heartbeat"
+# Seconds between beats, recorded by each attempt: readers judge staleness by the run's own interval.
+HEARTBEAT_INTERVAL_TAG = "heartbeat_interval"
 ERROR_TAG = "error"
 EPOCH_TAG = "epoch"
 ATTEMPT_TAG = "attempts"
@@ -31,38 +36,54 @@ SPECTRUM_NODES_TAG = "spectrum_nodes"
 
 
 class RunLogger:
-    def __init__(self, endpoint: TrackingEndpoint, run_id: str) -> None:
+    """Every call is retried through a tracking-server outage of up to ``outage_timeout`` seconds."""
+
+    def __init__(self, endpoint: TrackingEndpoint, run_id: str, *, heartbeat_interval: float = 30.0,
+                 outage_timeout: float = 300.0) -> None:
         self.endpoint = endpoint
         self.client = endpoint.client()
         self.run_id = run_id
+        self.heartbeat_interval = heartbeat_interval
+        self.outage_timeout = outage_timeout
+
+    @classmethod
+    def for_run(cls, endpoint: TrackingEndpoint, run_id: str, tracking: Mapping[str, Any]) -> "RunLogger":
+        """A logger with the sweep's ``tracking.heartbeat_interval`` and ``tracking.outage_timeout``."""
+        return cls(endpoint, run_id, heartbeat_interval=float(tracking["heartbeat_interval"]),
+                   outage_timeout=float(tracking["outage_timeout"]))
+
+    def _call(self, call: Callable[[], T], what: str) -> T:
+        return retrying(call, self.outage_timeout, f"{what} of run {self.run_id}")
 
     def artifacts(self) -> RunArtifacts:
-        return RunArtifacts(self.client, self.endpoint.uri, self.run_id)
+        return self._call(lambda: RunArtifacts(self.client, self.endpoint.uri, self.run_id, self.outage_timeout),
+                          "reading the artifact location")
 
     def mark_running(self) -> None:
-        """Start (or restart, after a retry or resume) the run, counting the attempt and naming the worker's PID
-        and node."""
-        tags = self.client.get_run(self.run_id).data.tags
+        """Start (or restart, after a retry or resume) the run, counting the attempt and naming the worker's PID,
+        node and heartbeat interval."""
+        tags = self._call(lambda: self.client.get_run(self.run_id).data.tags, "reading")
         attempts = int(tags.get(ATTEMPT_TAG, "0")) + 1
         if ERROR_TAG in tags:
             # The previous attempt's error; its traceback stays among the artifacts.
-            self.client.delete_tag(self.run_id, ERROR_TAG)
-        self.client.update_run(self.run_id, status="RUNNING")
+            self._call(lambda: self.client.delete_tag(self.run_id, ERROR_TAG), "clearing the error")
+        self._call(lambda: self.client.update_run(self.run_id, status="RUNNING"), "starting")
         node = where_am_i()
-        self.client.log_batch(self.run_id, tags=[RunTag(ATTEMPT_TAG, str(attempts)), RunTag("worker_pid", str(os.getpid())),
-                                                 RunTag(NODE_TAG, node.address), RunTag(NODE_ID_TAG, node.node_id),
-                                                 RunTag(HEARTBEAT_TAG, f"{time.time():.3f}")])
+        tags = [RunTag(ATTEMPT_TAG, str(attempts)), RunTag("worker_pid", str(os.getpid())), RunTag(NODE_TAG, node.address),
+                RunTag(NODE_ID_TAG, node.node_id), RunTag(HEARTBEAT_INTERVAL_TAG, f"{self.heartbeat_interval:g}"),
+                RunTag(HEARTBEAT_TAG, f"{time.time():.3f}")]
+        self._call(lambda: self.client.log_batch(self.run_id, tags=tags), "starting")
 
     def heartbeat(self) -> None:
         self.client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
 
     @contextmanager
-    def beating(self, interval: float) -> Iterator[None]:
-        """Heartbeats from a background thread, so that a long epoch never looks like a dead trial."""
+    def beating(self) -> Iterator[None]:
+        """Heartbeats from a background thread, so that a long epoch or spectrum never looks like a dead trial."""
         stop = threading.Event()
 
         def beat() -> None:
-            while not stop.wait(interval):
+            while not stop.wait(self.heartbeat_interval):
                 try:
                     self.heartbeat()
                 except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
@@ -81,33 +102,33 @@ class RunLogger:
         self.log_metrics(epoch, metrics, [RunTag(EPOCH_TAG, str(epoch))])
 
     def log_metrics(self, step: int, metrics: dict[str, float], tags: Sequence[RunTag] = ()) -> None:
+        # One timestamp for every try: a retry of a batch the server did store adds no second point.
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id,
-            metrics=[Metric(key, float(value), now, step) for key, value in metrics.items()],
-            tags=[RunTag(HEARTBEAT_TAG, f"{time.time():.3f}"), *tags],
-        )
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        all_tags = [RunTag(HEARTBEAT_TAG, f"{now / 1000:.3f}"), *tags]
+        self._call(lambda: self.client.log_batch(self.run_id, metrics=batch, tags=all_tags), f"logging step {step}")
 
     def record_resume(self, resumed_from: int, recomputed: int) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag("resumed_from_epoch", str(resumed_from)),
-                                                 RunTag("recomputed_epochs", str(recomputed))])
+        tags = [RunTag("resumed_from_epoch", str(resumed_from)), RunTag("recomputed_epochs", str(recomputed))]
+        self._call(lambda: self.client.log_batch(self.run_id, tags=tags), "recording the resume")
 
     def last_logged_epoch(self) -> int:
         """The last epoch whose metrics the run holds (0 for none), so a resumed trial never logs one twice."""
-        history = self.client.get_metric_history(self.run_id, "test_acc")
+        history = self._call(lambda: self.client.get_metric_history(self.run_id, "test_acc"), "reading metrics")
         return max((m.step for m in history), default=0)
 
     def record_checkpoint(self, epoch: int) -> None:
-        self.client.set_tag(self.run_id, CHECKPOINT_EPOCH_TAG, str(epoch))
+        self._call(lambda: self.client.set_tag(self.run_id, CHECKPOINT_EPOCH_TAG, str(epoch)), "tagging a checkpoint")
 
     def log_artifact(self, local_path: Path, artifact_dir: str) -> None:
-        self.client.log_artifact(self.run_id, str(local_path), artifact_dir)
+        self._call(lambda: self.client.log_artifact(self.run_id, str(local_path), artifact_dir), "uploading")
 
     def finish(self) -> None:
-        self.client.set_terminated(self.run_id, status="FINISHED")
+        self._call(lambda: self.client.set_terminated(self.run_id, status="FINISHED"), "finishing")
 
     def fail(self, message: str, traceback_text: str) -> None:
         secrets = self.endpoint.secrets
-        self.client.set_tag(self.run_id, ERROR_TAG, scrub(message, secrets)[:5000])
-        self.client.log_text(self.run_id, scrub(traceback_text, secrets), "error/traceback.txt")
-        self.client.set_terminated(self.run_id, status="FAILED")
+        self._call(lambda: self.client.set_tag(self.run_id, ERROR_TAG, scrub(message, secrets)[:5000]), "failing")
+        self._call(lambda: self.client.log_text(self.run_id, scrub(traceback_text, secrets), "error/traceback.txt"),
+                   "failing")
+        self._call(lambda: self.client.set_terminated(self.run_id, status="FAILED"), "failing")

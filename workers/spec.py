@@ -22,6 +22,8 @@ class TrialSpec:
     config: dict[str, Any]
     # Test-only fault injection; not part of the trial's identity.
     faults: dict[str, Any] = field(default_factory=dict)
+    # Who owns the trial (an actor handle with ``trial_started.remote(trial_id)``), told when an attempt starts.
+    owner: Any = None
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ class RetryableTrialError(RuntimeError):
     """A trial error whose class the sweep lists in ``cluster.retry_exceptions``: Ray retries the task."""
 
 
-# A trial whose training is done and whose spectrum job is still to run.
+# A trial's outcome: MLflow's own terminal run statuses, and a trial whose training is done and whose spectrum job
+# is still to run.
+FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
 TRAINED = "TRAINED"
 
 

@@ -51,10 +51,11 @@ def _device(config: Mapping[str, Any]) -> str:
 
 
 def run_spectrum_job(spec: SpectrumJobSpec) -> TrialOutcome:
-    logger = RunLogger(spec.tracking, spec.run_id)
+    logger = RunLogger.for_run(spec.tracking, spec.run_id, spec.config["tracking"])
     trial_id = logger.client.get_run(spec.run_id).data.tags.get("trial_id", spec.run_id)
     try:
-        metrics = _compute_and_log(spec, logger)
+        with logger.beating():
+            metrics = _compute_and_log(spec, logger)
     except Exception as error:  # noqa: BLE001 - recorded on the run like any trial error
         message = f"{type(error).__name__}: {error}"
         if spec.finishes_trial:

@@ -20,7 +20,7 @@ from torch import nn
 from workers.config_rules import is_retryable
 from workers.devices import resolve_device
 from workers.run_logger import RunLogger
-from workers.spec import TRAINED, RetryableTrialError, TrialOutcome, TrialSpec, spectrum_epochs
+from workers.spec import FAILED, FINISHED, TRAINED, RetryableTrialError, TrialOutcome, TrialSpec, spectrum_epochs
 from workers.training.checkpoint import TrainingState, capture_rng, restore_rng
 from workers.training.checkpoint_store import CheckpointStore
 from workers.training.data import DatasetSplits, load_dataset
@@ -28,7 +28,6 @@ from workers.training.loop import evaluate, train_one_epoch
 from workers.training.models import build_model
 from workers.training.recipe import Recipe
 
-FAILED, FINISHED = "FAILED", "FINISHED"
 
 
 def seed_everything(seed: int) -> None:
@@ -43,10 +42,12 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     Errors of a class the sweep lists in ``cluster.retry_exceptions`` (or of a subclass) are re-raised as
     :class:`RetryableTrialError` so that Ray retries the task.
     """
-    logger = RunLogger(spec.tracking, spec.run_id)
+    logger = RunLogger.for_run(spec.tracking, spec.run_id, spec.config["tracking"])
     logger.mark_running()
+    if spec.owner is not None:
+        spec.owner.trial_started.remote(spec.trial_id)
     try:
-        with logger.beating(interval=max(1.0, float(spec.config["tracking"]["heartbeat_timeout"]) / 4)):
+        with logger.beating():
             metrics = _train(spec, logger)
     except Exception as error:  # noqa: BLE001 - any trial error is recorded on the run, then reported
         message = f"{type(error).__name__}: {error}"

@@ -1,1 +1,0 @@
-"""Hydra discovers launchers only in the ``hydra_plugins`` namespace package; the work is in ``orchestrator``."""

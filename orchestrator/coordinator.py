@@ -1,0 +1,237 @@
+"""The sweep's one owner on the cluster: a Ray actor named after the sweep.
+
+It creates or finds the MLflow runs, submits the trial tasks, chains the spectrum jobs, records outcomes (retrying
+its tracking calls through outages) and ends the parent run. The CLI is only its client: it follows the progress,
+or detaches and lets the sweep go on without it. Because the actor is found by name, a second ``sweep run`` or
+``sweep resume`` of the same sweep reaches the same owner (``get_if_exists``: one atomic get-or-create) and hands it
+only the grid points it does not have; nothing is launched twice. Whether a trial is running is known here (a task
+in flight), not guessed from heartbeats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import ray
+
+from orchestrator.planning import Trial
+from orchestrator.ray_launcher import describe_failure, spectrum_task, train_task
+from orchestrator.sweep_book import SweepBook, SweepOrder
+from workers.spec import FINISHED, KILLED, TRAINED, TrialOutcome
+
+NAMESPACE = "curvature-sweeps"
+# A finished coordinator stays this long, so that clients following it read the final state, then exits.
+LINGER_S = 10.0
+# How often a local sweep's coordinator checks that its `sweep` process is alive.
+DRIVER_WATCH_S = 0.5
+TRAIN, SPECTRUM = "train", "spectrum"
+QUEUED, RUNNING = "queued", "running"
+
+
+def coordinator_name(sweep_id: str) -> str:
+    return f"sweep:{sweep_id}"
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """The coordinator's own view of its sweep: no MLflow read behind it."""
+
+    total: int
+    queued: int
+    running: int
+    finished: int
+    failed: int
+    # Trials finished in an earlier launch, left alone.
+    skipped: int
+    done: bool
+    outcomes: tuple[TrialOutcome, ...]
+    # Set when the coordinator itself failed (e.g. the tracking server stayed away past tracking.outage_timeout).
+    error: Optional[str] = None
+
+    @property
+    def in_flight(self) -> int:
+        return self.queued + self.running
+
+
+class SweepCoordinator:
+    """Runs as a threaded Ray actor: one thread waits on the tasks, the others answer the CLI."""
+
+    def __init__(self, order: SweepOrder, driver_pid: Optional[int] = None) -> None:
+        self.book = SweepBook(order)
+        self.cluster = order.plan.settings["cluster"]
+        self.lock = threading.RLock()
+        self.wake = threading.Condition(self.lock)
+        self.trials: dict[str, Trial] = {}
+        self.queue: list[Trial] = []
+        self.pending: dict[Any, tuple[Trial, str]] = {}
+        self.started: set[str] = set()
+        self.outcomes: dict[str, TrialOutcome] = {}
+        self.skipped: set[str] = set()
+        self.error: Optional[str] = None
+        self.cancelled = False
+        self.closed = False
+        self.opened = False
+        self.thread: Optional[threading.Thread] = None
+        self.handle = ray.get_runtime_context().current_actor
+        if driver_pid is not None:
+            threading.Thread(target=self._cancel_when_gone, args=(driver_pid,), name="driver-watch", daemon=True).start()
+
+    # --- the CLI's calls -------------------------------------------------------------------------------------------
+
+    def submit(self, trials: list[Trial]) -> dict[str, int]:
+        """Take the grid points this sweep does not have yet; returns how many are new and how many it holds."""
+        with self.lock:
+            if not self.opened:
+                self.book.open()
+                self.opened = True
+            new = [t for t in trials if t.trial_id not in self.trials]
+            for trial in new:
+                self.trials[trial.trial_id] = trial
+            done_before = {t.trial_id for t in self.book.finished_before(new)}
+            self.skipped |= done_before
+            self.queue.extend(t for t in new if t.trial_id not in done_before)
+            if new and self.closed and any(t.trial_id not in done_before for t in new):
+                self.closed = False
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="coordinator", daemon=True)
+                self.thread.start()
+            self.wake.notify_all()
+            return {"new": len(new), "total": len(self.trials), "to_run": len(self.queue) + len(self.pending)}
+
+    def progress(self) -> SweepProgress:
+        with self.lock:
+            in_flight = {t.trial_id for t, _ in self.pending.values()}
+            running = len(in_flight & self.started)
+            failed = sum(o.state != FINISHED for o in self.outcomes.values())
+            return SweepProgress(len(self.trials), len(self.queue) + len(in_flight) - running, running,
+                                 len(self.outcomes) - failed, failed, len(self.skipped), self.closed,
+                                 tuple(self.outcomes.values()), self.error)
+
+    def trial_states(self) -> dict[str, str]:
+        """Trial id -> "queued" or "running" for every trial this owner has in hand."""
+        with self.lock:
+            states = {t.trial_id: QUEUED for t in self.queue}
+            for trial, _ in self.pending.values():
+                states[trial.trial_id] = RUNNING if trial.trial_id in self.started else QUEUED
+            return states
+
+    def trial_started(self, trial_id: str) -> None:
+        with self.lock:
+            self.started.add(trial_id)
+
+    def cancel(self, reason: str = "cancelled by `sweep cancel`") -> int:
+        """Stop every task of the sweep; their runs end KILLED (``sweep resume`` picks them up later)."""
+        with self.lock:
+            self.cancelled = True
+            victims = [trial for trial, _ in self.pending.values()] + list(self.queue)
+            for ref in list(self.pending):
+                ray.cancel(ref, force=True, recursive=True)
+            self.pending.clear()
+            self.queue.clear()
+            for trial in victims:
+                if trial.trial_id in self.book.run_ids:
+                    self.outcomes[trial.trial_id] = self.book.fail(trial, reason, KILLED)
+            self._close()
+            self.wake.notify_all()
+            return len(victims)
+
+    def shutdown(self) -> None:
+        ray.actor.exit_actor()
+
+    # --- the coordinator's own threads ------------------------------------------------------------------------------
+
+    def _cancel_when_gone(self, pid: int) -> None:
+        """Local mode: the sweep lives in its `sweep` process's tree (its Ray, its store server); when that process
+        dies (even by kill -9) the sweep is cancelled at once, so a resume started right after never finds a second
+        writer on the same runs."""
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(DRIVER_WATCH_S)
+        self.cancel(f"cancelled: its `sweep` process (pid {pid}) ended")
+
+    def _run(self) -> None:
+        """Work until the sweep is done and no new grid point came for LINGER_S, then exit."""
+        try:
+            self._loop()
+        except Exception as error:  # noqa: BLE001 - reported to every client through progress()
+            traceback.print_exc()
+            with self.lock:
+                self.error = f"{type(error).__name__}: {error}"
+                self.closed = True
+            time.sleep(LINGER_S)
+        if self.cancelled:
+            time.sleep(1.0)
+        self.handle.shutdown.remote()
+
+    def _loop(self) -> None:
+        while True:
+            with self.lock:
+                if self.cancelled:
+                    return
+                if self.queue:
+                    self._launch(self.queue.pop(0))
+                    continue
+                if not self.pending:
+                    if not self.closed:
+                        self._close()
+                    if not self.wake.wait_for(lambda: bool(self.queue) or self.cancelled, timeout=LINGER_S):
+                        return
+                    continue
+                refs = list(self.pending)
+            done, _ = ray.wait(refs, num_returns=1, timeout=0.5)
+            for ref in done:
+                with self.lock:
+                    if ref in self.pending:
+                        self._collect(ref)
+
+    def _launch(self, trial: Trial) -> None:
+        spec = self.book.prepare(trial)
+        self.pending[train_task(self.cluster).remote(dataclasses.replace(spec, owner=self.handle))] = (trial, TRAIN)
+
+    def _collect(self, ref: Any) -> None:
+        trial, stage = self.pending.pop(ref)
+        try:
+            outcome: TrialOutcome = ray.get(ref)
+        except ray.exceptions.RayError as error:
+            outcome = self.book.fail(trial, describe_failure(error))
+        if stage == TRAIN and outcome.state == TRAINED:
+            job = spectrum_task(trial.config["spectrum"]).remote(self.book.spectrum_spec(trial))
+            self.pending[job] = (trial, SPECTRUM)
+            return
+        self.started.discard(trial.trial_id)
+        self.outcomes[trial.trial_id] = outcome
+
+    def _close(self) -> None:
+        trials = list(self.trials.values())
+        all_finished = all(t.trial_id in self.skipped or
+                           (t.trial_id in self.outcomes and self.outcomes[t.trial_id].state == FINISHED) for t in trials)
+        self.book.close(trials, all_finished, KILLED if self.cancelled else None)
+        self.closed = True
+
+
+
+def coordinator_actor(order: SweepOrder, detached: bool) -> Any:
+    """The sweep's coordinator: found if it is alive, else created (atomically, by name). It holds no CPU and runs
+    on the head node, which outlives the worker nodes. On a cluster it is detached (it outlives the `sweep` command);
+    locally it fate-shares with the command's process."""
+    options: dict[str, Any] = dict(name=coordinator_name(order.plan.sweep_id), namespace=NAMESPACE, get_if_exists=True,
+                                   num_cpus=0, max_concurrency=16, max_restarts=0,
+                                   resources={"node:__internal_head__": 0.001})
+    if detached:
+        options["lifetime"] = "detached"
+    return ray.remote(SweepCoordinator).options(**options).remote(order, None if detached else os.getpid())
+
+
+def find_coordinator(sweep_id: str) -> Optional[Any]:
+    """The live coordinator of a sweep on the connected cluster, or None."""
+    try:
+        return ray.get_actor(coordinator_name(sweep_id), namespace=NAMESPACE)
+    except ValueError:
+        return None
+

@@ -1,0 +1,184 @@
+"""The sweep's coordinator: one owner per sweep on the cluster, detach and follow, cancel then resume, unsatisfiable
+resources refused, and a tracking server that goes away mid-sweep survived. Real Ray, real MLflow servers, real
+signals; the pytest session's Ray serves as "the cluster" (`cluster.address`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from orchestrator.cli import main
+from orchestrator.execution import ask_cancel_or_detach
+from sweep_cli import run_sweep_cli
+from tracking_servers import StockServer
+
+pytestmark = pytest.mark.slow
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr")
+
+
+def _trial_runs(client: MlflowClient, experiment: str) -> list[Run]:
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], "tags.kind = 'trial'", max_results=1000) if exp else []
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def _every_epoch_once(client: MlflowClient, run: Run) -> None:
+    epochs = int(run.data.params["trainer.epochs"])
+    for metric in METRICS:
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, metric))
+        assert steps == list(range(1, epochs + 1)), (run.info.run_id, metric, steps)
+
+
+def _sweep(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(Path(sys.executable).with_name("sweep")), *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+
+def test_ctrl_c_without_a_terminal_cancels_and_a_user_may_detach() -> None:
+    assert ask_cancel_or_detach(interactive=False) == "cancel"
+    assert ask_cancel_or_detach(interactive=True, read=lambda prompt: "d") == "detach"
+    assert ask_cancel_or_detach(interactive=True, read=lambda prompt: "c") == "cancel"
+
+
+def test_detach_returns_at_once_and_status_follows_the_live_sweep(tmp_path: Path, ray_address: str, mlflow_uri: str,
+                                                                   experiment: str) -> None:
+    where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
+    start = time.monotonic()
+    detached = run_sweep_cli("run", "--detach", "-m", "optimizer.lr=0.01,0.02", "dataset=digits", "trainer.epochs=15",
+                             "sweep.name=detached", *where, cwd=tmp_path)
+    prompt_s = time.monotonic() - start
+    assert detached.returncode == 0, detached.stdout + detached.stderr
+    assert "detached: the sweep runs on the cluster" in detached.stdout
+    print(f"--detach returned after {prompt_s:.1f} s")
+
+    live = run_sweep_cli("status", "detached", *where, cwd=tmp_path)
+    assert "(live, from its coordinator)" in live.stdout, live.stdout
+    client = MlflowClient(mlflow_uri)
+    _wait_for(lambda: [r.info.status for r in _trial_runs(client, experiment)] == ["FINISHED"] * 2, 300,
+              "the detached sweep to finish")
+    done = run_sweep_cli("status", "detached", *where, cwd=tmp_path)
+    assert done.stdout.count("finished") == 2, done.stdout
+    parent = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], "tags.kind = 'sweep'")[0]
+    _wait_for(lambda: client.get_run(parent.info.run_id).info.status == "FINISHED", 60, "the parent run to end")
+
+
+def test_two_concurrent_submissions_train_each_grid_point_once(tmp_path: Path, ray_address: str, mlflow_uri: str,
+                                                               experiment: str) -> None:
+    args = ["run", "-m", "optimizer.lr=0.01,0.02,0.03", "dataset=digits", "trainer.epochs=4", "sweep.name=twice",
+            f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}",
+            "cluster.num_cpus=0.5"]
+    first, second = _sweep(*args, cwd=tmp_path), _sweep(*args, cwd=tmp_path)
+    outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    assert sum("attached to its live coordinator" in o for o in outputs) == 1, outputs
+    client = MlflowClient(mlflow_uri)
+    runs = _trial_runs(client, experiment)
+    assert len(runs) == 3, "one run per grid point"
+    for run in runs:
+        assert run.info.status == "FINISHED" and run.data.tags["attempts"] == "1", "one training per grid point"
+        _every_epoch_once(client, run)
+
+
+def test_cancel_then_resume(tmp_path: Path, ray_address: str, mlflow_uri: str, experiment: str) -> None:
+    where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
+    detached = run_sweep_cli("run", "--detach", "-m", "optimizer.lr=0.01,0.02", "model.hidden_sizes=[512]",
+                             "dataset=mnist5k", "trainer.epochs=40", "checkpoint.every=1", "sweep.name=stopped",
+                             *where, cwd=tmp_path)
+    assert detached.returncode == 0, detached.stdout + detached.stderr
+    client = MlflowClient(mlflow_uri)
+    _wait_for(lambda: any(int(r.data.tags.get("epoch", 0)) >= 2 for r in _trial_runs(client, experiment)), 300,
+              "a trial's second epoch")
+    cancelled = run_sweep_cli("cancel", "stopped", *where, cwd=tmp_path)
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    assert "sweep stopped: cancelled (2 trial(s) stopped)" in cancelled.stdout
+    runs = _trial_runs(client, experiment)
+    assert {r.info.status for r in runs} == {"KILLED"}
+    again = run_sweep_cli("cancel", "stopped", *where, cwd=tmp_path)
+    assert again.returncode == 2 and "no live coordinator" in again.stderr
+
+    resumed = run_sweep_cli("resume", "stopped", *where, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    for run in _trial_runs(client, experiment):
+        assert run.info.status == "FINISHED" and run.data.tags["attempts"] == "2"
+        assert int(run.data.tags["resumed_from_epoch"]) >= 1, "resumed from its checkpoint, not from scratch"
+        _every_epoch_once(client, run)
+
+
+def test_resources_no_node_has_are_refused_before_launch(tmp_path: Path, ray_address: str, mlflow_uri: str,
+                                                         experiment: str, capsys: pytest.CaptureFixture[str]) -> None:
+    where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
+    assert main(["run", "dataset=digits", "cluster.num_gpus=1", *where]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: cluster.num_gpus=1: no node of the cluster has 1 GPU(s); its largest node has 0 "
+                   "(0 in all, 1 node(s))"), err
+    assert main(["run", "dataset=digits", "cluster.num_cpus=3", *where]) == 2
+    assert "cluster.num_cpus=3: no node of the cluster has 3 CPU(s); its largest node has 2" in capsys.readouterr().err
+    assert MlflowClient(mlflow_uri).get_experiment_by_name(experiment) is None, "nothing was recorded"
+
+
+def test_a_spectrum_job_beats_like_training(tmp_path: Path, ray_address: str, mlflow_uri: str, experiment: str) -> None:
+    """The heartbeat keeps moving while the spectrum job runs, so a long spectrum is never taken for a dead trial."""
+    sweep = _sweep("run", "dataset=digits", "trainer.epochs=1", "model.hidden_sizes=[256,256]", "spectrum=slq",
+                   "spectrum.steps=60", "spectrum.num_vectors=6", "spectrum.dtype=float64", "spectrum.max_samples=1500",
+                   "tracking.heartbeat_interval=1", f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}",
+                   f"cluster.address={ray_address}", cwd=tmp_path)
+    client = MlflowClient(mlflow_uri)
+    _wait_for(lambda: any(r.data.tags.get("epoch") == "1" for r in _trial_runs(client, experiment)), 300,
+              "training to end and the spectrum job to start")
+    beats = set()
+    while sweep.poll() is None:
+        (run,) = _trial_runs(client, experiment)
+        if run.info.status == "RUNNING" and not run.data.metrics.get("lambda_max"):
+            beats.add(run.data.tags["heartbeat"])
+        time.sleep(1.0)
+    assert sweep.returncode == 0, sweep.communicate()[0]
+    assert len(beats) >= 3, f"the heartbeat moved during the spectrum job: {sorted(beats)}"
+    assert _trial_runs(client, experiment)[0].data.tags["heartbeat_interval"] == "1"
+
+
+@pytest.mark.parametrize("outage_s", [20, 45])
+def test_a_tracking_server_restart_is_survived(outage_s: int, tmp_path_factory: pytest.TempPathFactory,
+                                               experiment: str) -> None:
+    """The stock server is killed mid-sweep and started again on the same address and store after `outage_s`: with
+    MLflow's own retry budget cut to a few seconds (its documented variables), the sweep finishes by itself, exit 0,
+    every epoch logged exactly once. A local sweep: its Ray's workers inherit the budget from the command."""
+    directory = tmp_path_factory.mktemp("restarted")
+    server = StockServer(directory, f"sqlite:///{directory / 'mlflow.db'}").start()
+    budget = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "RAY_ADDRESS": ""}
+    cwd = tmp_path_factory.mktemp("sweep")
+    sweep = _sweep("run", "-m", "optimizer.lr=0.01,0.02", "dataset=mnist5k", "model.hidden_sizes=[256]",
+                   "trainer.epochs=12", "checkpoint.every=2", f"tracking.uri={server.uri}",
+                   f"tracking.experiment={experiment}", "cluster.local_num_cpus=2", cwd=cwd, env=budget)
+    try:
+        client = MlflowClient(server.uri)
+        _wait_for(lambda: any(int(r.data.tags.get("epoch", 0)) >= 2 for r in _trial_runs(client, experiment)), 300,
+                  "the trials' second epoch")
+        server.stop()
+        time.sleep(outage_s)
+        server.start()
+        output, _ = sweep.communicate(timeout=600)
+        assert sweep.returncode == 0, output
+        runs = _trial_runs(client, experiment)
+        assert len(runs) == 2
+        for run in runs:
+            assert run.info.status == "FINISHED"
+            _every_epoch_once(client, run)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+        server.stop()
