@@ -89,13 +89,13 @@ class SweepBook:
         return TrialOutcome(trial.trial_id, run_id, status, {}, message)
 
     def close(self, trials: list[Trial], all_finished: bool, status: Optional[str] = None) -> None:
-        """End the parent run, with the sweep's figures when it computed spectra."""
-        from orchestrator.grid_plot import log_metric_across_grid
+        """End the parent run, with the sweep's spectrum figures and table when it computed spectra."""
+        from orchestrator.sweep_figures import log_sweep_spectra
 
         assert self.parent_run_id is not None
         if any(t.config["spectrum"]["enabled"] for t in trials):
             runs = self._call(lambda: self.tracker.trial_runs(self.order.plan.sweep_id), "reading the sweep's runs")
-            self._call(lambda: log_metric_across_grid(self.tracker.client, self.parent_run_id, trials, runs, "lambda_max"),
+            self._call(lambda: log_sweep_spectra(self.tracker.client, self.parent_run_id, trials, runs),
                        "plotting the sweep")
         final = status or (FINISHED if all_finished else "FAILED")
         self._call(lambda: self.tracker.end_parent(self.parent_run_id, final), "ending the sweep")
