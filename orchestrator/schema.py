@@ -171,6 +171,10 @@ class SpectrumConfig:
     # recomputed for it), "both"; null = both when the optimizer averages iterates, else iterate. Averaged results
     # are logged as their own metric set (lambda_max_avg, ...).
     weights: Optional[str] = None
+    # A killed job continues from progress saved in the run every this many Lanczos steps (0: never), the
+    # current vector's basis included while it is at most progress_basis_mb (else from the last whole vector).
+    progress_every: int = 10
+    progress_basis_mb: float = 256.0
 
 
 # --- where to run ------------------------------------------------------------------------------------------

@@ -91,10 +91,11 @@ def plan_jobs(client: MlflowClient, runs: Mapping[str, Run], labels: Mapping[str
     def plan_one(trial_id: str) -> tuple[Optional[dict[str, Any]], SpectrumJob | Skipped]:
         run_id = runs[trial_id].info.run_id
         label = labels.get(trial_id, trial_id)
-        stored = stored_trial_config(client, run_id)
-        if stored is None:
-            return None, Skipped(trial_id, run_id, label, f"not a trial run of a sweep (no {TRIAL_CONFIG})")
         epochs = stored_checkpoint_epochs(client, run_id)
+        stored = stored_trial_config(client, run_id) if epochs else None
+        if stored is None:
+            reason = f"not a trial run of a sweep (no {TRIAL_CONFIG})" if epochs else "has no checkpoint"
+            return None, Skipped(trial_id, run_id, label, reason)
         chosen = _choose_epoch(epochs, epoch, int(stored["trainer"]["epochs"]), trained_only)
         if isinstance(chosen, str):
             return stored, Skipped(trial_id, run_id, label, chosen)

@@ -37,6 +37,8 @@ class SpectrumJobSpec:
     epochs: tuple[int, ...]
     # True when the job completes a sweep trial (the run ends FINISHED); False for `sweep spectrum`.
     finishes_trial: bool
+    # Test-only fault injection (workers.spectrum_progress); not part of any result's key.
+    faults: dict[str, Any] = field(default_factory=dict)
 
 
 def spectrum_epochs(config: dict[str, Any]) -> tuple[int, ...]:

@@ -27,6 +27,7 @@ from workers.artifacts import TRIAL_CONFIG, spectrum_dir, spectrum_epochs_done, 
 from workers.run_logger import SPECTRUM_NODES_TAG, RunLogger
 from workers.run_artifacts import RunArtifacts
 from workers.spec import SpectrumJobSpec, TrialOutcome
+from workers.spectrum_progress import ArtifactProgress
 from workers.spectrum_protocol import AVERAGE, METRICS, SpectrumProtocol, batch_size_of, home_protocols, protocols_of
 from workers.training.averaging import recompute_batchnorm
 from workers.training.checkpoint import TrainingState
@@ -90,10 +91,13 @@ def _compute_and_log(spec: SpectrumJobSpec, logger: RunLogger) -> dict[str, floa
                 network = _network(protocol, state, model, splits.train_inputs, config)
                 if network is None:
                     continue
+                progress = ArtifactProgress(artifacts, protocol.id, epoch, scratch, config["spectrum"], spec.faults)
                 result = shifted_by_l2(compute_spectrum(network, F.cross_entropy, splits.train_inputs,
-                                                        splits.train_targets, settings), l2_coefficient(config))
+                                                        splits.train_targets, settings, progress),
+                                       l2_coefficient(config))
                 metrics.update(_log_result(logger, result, protocol, protocol.id in home, settings, config, epoch,
-                                           scratch))
+                                           scratch, progress.describe()))
+                progress.clear()
     return metrics
 
 
@@ -138,7 +142,8 @@ def _network(protocol: SpectrumProtocol, state: TrainingState, model: nn.Module,
 
 
 def _log_result(logger: RunLogger, result: SpectrumResult, protocol: SpectrumProtocol, home: bool,
-                settings: SpectrumSettings, config: Mapping[str, Any], epoch: int, scratch: Path) -> dict[str, float]:
+                settings: SpectrumSettings, config: Mapping[str, Any], epoch: int, scratch: Path,
+                resumed_from: Optional[dict[str, int]]) -> dict[str, float]:
     values = (result.lambda_max, result.lambda_min, result.trace_estimate,
               # The fewest steps any run took: below spectrum.steps it flags a run that stopped at invariance.
               float(min(result.steps_taken)))
@@ -147,7 +152,7 @@ def _log_result(logger: RunLogger, result: SpectrumResult, protocol: SpectrumPro
     if result.nodes:
         tags.append(RunTag(SPECTRUM_NODES_TAG, ",".join(result.nodes)))
     logger.log_metrics(epoch, metrics, tags)
-    _log_artifacts(logger, result, protocol, settings, config, epoch, scratch)
+    _log_artifacts(logger, result, protocol, settings, config, epoch, scratch, resumed_from)
     return metrics
 
 
@@ -167,10 +172,11 @@ def shifted_by_l2(result: SpectrumResult, gamma: float) -> SpectrumResult:
 
 
 def _log_artifacts(logger: RunLogger, result: SpectrumResult, protocol: SpectrumProtocol, settings: SpectrumSettings,
-                   config: Mapping[str, Any], epoch: int, scratch: Path) -> None:
-    """``spectrum/<protocol>/epoch_<n>.png``, then the ``.json`` record: the record is what marks a result done."""
+                   config: Mapping[str, Any], epoch: int, scratch: Path, resumed_from: Optional[dict[str, int]]) -> None:
+    """``spectrum/<protocol>/epoch_<n>.png``, then the ``.json`` record: the record is what marks a result done.
+    ``resumed_from`` says where a killed earlier attempt's progress let this one start."""
     record = {**result.to_dict(), "epoch": epoch, "protocol": protocol.to_dict(), "settings": vars(settings),
-              "l2_shift": l2_coefficient(config)}
+              "l2_shift": l2_coefficient(config), "resumed_from": resumed_from}
     out = scratch / protocol.id
     out.mkdir(exist_ok=True)
     weights = " (averaged weights)" if protocol.weights == AVERAGE else ""

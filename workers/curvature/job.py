@@ -13,7 +13,7 @@ from workers.curvature.kinds import OPERATOR_KINDS
 from workers.curvature.network import BN_MODES, LossFn
 from workers.curvature.result import SpectrumResult
 from workers.curvature.sharded import ShardedHessianOperator
-from workers.curvature.slq import DISTRIBUTIONS, slq
+from workers.curvature.slq import DISTRIBUTIONS, Progress, slq
 from workers.devices import resolve_device
 from workers.curvature.validation import require_choice, require_int, require_number
 
@@ -78,8 +78,11 @@ def compute_spectrum(
     inputs: torch.Tensor,
     targets: torch.Tensor,
     settings: SpectrumSettings = SpectrumSettings(),
+    progress: Progress | None = None,
 ) -> SpectrumResult:
-    """SLQ spectrum of the Hessian (or GGN) of the mean loss over (inputs, targets) at the model's weights."""
+    """SLQ spectrum of the Hessian (or GGN) of the mean loss over (inputs, targets) at the model's weights.
+
+    With `progress`, a killed computation continues where it was saved (`slq`; per seed vector when sharded)."""
     inputs, targets = subsample(inputs, targets, settings.max_samples, settings.seed)
     options = {"bn_mode": settings.bn_mode, "dtype": DTYPES[settings.dtype], "batch_size": settings.batch_size}
     spectrum = {"steps": settings.steps, "num_vectors": settings.num_vectors, "seed": settings.seed,
@@ -88,12 +91,12 @@ def compute_spectrum(
         operator = OPERATOR_KINDS[settings.operator](
             model, loss_fn, (inputs, targets), device=resolve_device(settings.device), **options
         )
-        return slq(operator, **spectrum)
+        return slq(operator, **spectrum, progress=progress)
     with ShardedHessianOperator(
         model, loss_fn, inputs, targets, kind=settings.operator, num_workers=settings.num_workers,
         cpus_per_worker=settings.cpus_per_worker, gpus_per_worker=settings.gpus_per_worker, **options,
     ) as operator:
-        return dataclasses.replace(operator.spectrum(**spectrum), nodes=operator.worker_nodes())
+        return dataclasses.replace(operator.spectrum(**spectrum, progress=progress), nodes=operator.worker_nodes())
 
 
 def subsample(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -57,12 +58,30 @@ class LanczosResult:
         return nodes, vectors[0] ** 2
 
 
+@dataclass(frozen=True, eq=False)
+class LanczosState:
+    """Lanczos after len(alphas) steps, enough to continue it exactly: the coefficients so far, the basis vectors
+    q_0 .. q_m (one more than the coefficients: the next product's input), and the largest |A q| seen."""
+
+    alphas: tuple[float, ...]
+    betas: tuple[float, ...]
+    basis: torch.Tensor
+    scale: float
+
+    @property
+    def steps_taken(self) -> int:
+        return len(self.alphas)
+
+
 def lanczos(
     op: CurvatureOperator,
     steps: int,
     v0: torch.Tensor,
     *,
     basis_device: torch.device | str | None = None,
+    resume: LanczosState | None = None,
+    checkpoint: Callable[[LanczosState], None] | None = None,
+    checkpoint_every: int = 10,
 ) -> LanczosResult:
     """Run min(steps, op.size) Lanczos steps from v0, re-orthogonalising against the whole basis every step.
 
@@ -72,6 +91,9 @@ def lanczos(
     keeps it out of accelerator memory at the price of moving one vector each way per step. Under a
     sliced layout (`op.layout`) every rank of the gang runs this same code on its slices of v0 and of the
     basis; dot products and norms are summed over the gang, so every rank takes the same branches.
+
+    `checkpoint` is called with the state after every `checkpoint_every` steps; `resume` continues from such a
+    state (of the same operator and v0) and ends with exactly the coefficients an uninterrupted run has.
     """
     require_int("steps", steps, 1)
     if v0.shape != (op.size,):
@@ -91,7 +113,10 @@ def lanczos(
     alphas: list[float] = []
     betas: list[float] = []
     scale = 0.0
-    for j in range(len(basis)):
+    if resume is not None:
+        alphas, betas, scale = list(resume.alphas), list(resume.betas), resume.scale
+        _restore(basis, resume)
+    for j in range(len(alphas), len(basis)):
         w = op.matvec(basis[j].to(op.device)).to(device)
         scale = max(scale, math.sqrt(_dot(layout, w, w)))
         alphas.append(_dot(layout, basis[j], w))
@@ -107,9 +132,24 @@ def lanczos(
             break
         betas.append(beta)
         basis[j + 1] = w / beta
+        if checkpoint is not None and (j + 1) % checkpoint_every == 0:
+            checkpoint(LanczosState(tuple(alphas), tuple(betas), basis[: j + 2], scale))
     return LanczosResult(
         alphas=torch.tensor(alphas, dtype=torch.float64), betas=torch.tensor(betas, dtype=torch.float64)
     )
+
+
+def _restore(basis: torch.Tensor, state: LanczosState) -> None:
+    """Put a saved state's basis in place, after checking that it continues this run (same v0, same layout)."""
+    rows = state.basis.to(basis.device, basis.dtype)
+    if len(state.betas) != len(state.alphas) or len(rows) != len(state.alphas) + 1 or rows.shape[1:] != basis.shape[1:]:
+        raise ValueError(f"a saved Lanczos state of {len(state.alphas)} steps with {len(rows)} basis vectors of "
+                         f"{tuple(rows.shape[1:])} entries cannot continue a run of vectors of {basis.shape[1]} entries")
+    if len(rows) > len(basis):
+        raise ValueError(f"a saved Lanczos state of {len(state.alphas)} steps exceeds this run's {len(basis)} steps")
+    if not torch.equal(rows[0], basis[0]):
+        raise ValueError("the saved Lanczos state started from another vector; it cannot continue this run")
+    basis[: len(rows)] = rows
 
 
 def _dot(layout: Whole | Sliced, a: torch.Tensor, b: torch.Tensor) -> float:

@@ -29,7 +29,7 @@ from workers.curvature.network import BN_MODES, FLOAT_DTYPES, LossFn, select_par
 from workers.curvature.operators import CurvatureOperator
 from workers.curvature.result import SpectrumResult
 from workers.curvature.sliced import SlicedOperator
-from workers.curvature.slq import check_slq_arguments, slq
+from workers.curvature.slq import Progress, SLQState, check_slq_arguments, slq
 from workers.curvature.validation import require_choice, require_int, require_number
 
 
@@ -97,12 +97,13 @@ class _ShardWorker:
         return product.cpu() if self._rank == 0 else None
 
     def spectrum(
-        self, steps: int, num_vectors: int, seed: int, distribution: str, basis_device: str | None
+        self, steps: int, num_vectors: int, seed: int, distribution: str, basis_device: str | None,
+        vectors: range | None = None,
     ) -> SpectrumResult | None:
         """SLQ with this rank's slice of the basis; every rank computes the same result, rank 0 returns it."""
         layout = Sliced(self._operator.size, self._rank, self._world_size, self._operator.device)
         sliced = SlicedOperator(self._operator, self._share, layout)
-        result = slq(sliced, steps, num_vectors, seed, distribution, basis_device=basis_device)
+        result = slq(sliced, steps, num_vectors, seed, distribution, basis_device=basis_device, vectors=vectors)
         return result if self._rank == 0 else None
 
     def pid(self) -> int:
@@ -209,14 +210,30 @@ class ShardedHessianOperator(CurvatureOperator):
         distribution: str = "rademacher",
         *,
         basis_device: str | None = None,
+        progress: Progress | None = None,
     ) -> SpectrumResult:
         """What `slq(self, ...)` returns, computed inside the gang: each worker holds 1/num_workers of every
         Lanczos vector (steps x P / k numbers instead of steps x P on the driver) and only whole vectors for
-        the duration of a product. basis_device="cpu" keeps those slices out of GPU memory."""
+        the duration of a product. basis_device="cpu" keeps those slices out of GPU memory.
+
+        With `progress` the gang computes one seed vector at a time and each finished one is saved: a killed job
+        continues at the first unfinished vector (the basis is sliced over the gang, so a vector's own progress
+        is not kept)."""
         if not self._workers:
             raise RuntimeError("this ShardedHessianOperator has been shut down")
         check_slq_arguments(steps, num_vectors, seed, distribution)
-        args = (steps, num_vectors, seed, distribution, basis_device)
+        if progress is None:
+            return self._gang_spectrum(steps, num_vectors, seed, distribution, basis_device, None)
+        runs = list((progress.load() or SLQState()).completed)
+        for index in range(len(runs), num_vectors):
+            one = self._gang_spectrum(steps, num_vectors, seed, distribution, basis_device, range(index, index + 1))
+            runs.extend(one.runs)
+            progress.save(SLQState(tuple(runs)))
+        return SpectrumResult(runs=tuple(runs), size=self.size, steps=steps, seed=seed, distribution=distribution)
+
+    def _gang_spectrum(self, steps: int, num_vectors: int, seed: int, distribution: str, basis_device: str | None,
+                       vectors: range | None) -> SpectrumResult:
+        args = (steps, num_vectors, seed, distribution, basis_device, vectors)
         return ray.get([w.spectrum.remote(*args) for w in self._workers])[0]
 
     def worker_nodes(self) -> tuple[str, ...]:
