@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from workers.artifacts import (CHECKPOINT_DIR, TRIAL_CONFIG, checkpoint_epochs, spectrum_dir, spectrum_epochs_done)
+from workers.spec import spectrum_epochs
 from workers.spectrum_protocol import protocols_of
 
 # Concurrent reads of the store while planning: each trial costs 2 + (protocols) requests.
@@ -80,6 +81,17 @@ class SpectrumPlan:
     skipped: list[Skipped]
     # Each readable run's stored trial config, by trial id.
     configs: dict[str, dict[str, Any]]
+
+
+def missing_spectrum_epochs(client: MlflowClient, run_id: str, config: Mapping[str, Any]) -> tuple[int, ...]:
+    """The epochs of ``spectrum_epochs(config)`` at which a finished trial's run has a checkpoint but lacks a result
+    of ``config``'s spectrum settings: what `sweep run ... spectrum=slq` over a finished sweep still computes (a
+    spectrum job of those epochs with finishes_trial=False), without training again."""
+    if not config["spectrum"]["enabled"]:
+        return ()
+    available = set(stored_checkpoint_epochs(client, run_id))
+    wanted = [epoch for epoch in spectrum_epochs(config) if epoch in available]
+    return tuple(epoch for epoch in wanted if missing_protocols(client, run_id, config, epoch))
 
 
 def plan_jobs(client: MlflowClient, runs: Mapping[str, Run], labels: Mapping[str, str], epoch: Optional[int],

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from orchestrator.planning import plan_sweep
+from orchestrator.spectrum_plan import missing_spectrum_epochs
 from sweep_cli import run_sweep_cli
 from workers.spectrum_protocol import protocols_of
 
@@ -83,3 +85,9 @@ def test_spectra_of_a_finished_sweep_without_retraining(tmp_path: Path, ray_addr
     assert {c.info.run_id for c in client.search_runs([exp], "tags.kind = 'trial'")} == set(children)
     assert [p.data.tags["sweep_id"] for p in client.search_runs([exp], "tags.kind = 'sweep'")] == [sweep_id]
     assert all(client.get_run(r).data.tags["attempts"] == "1" for r in children)
+
+    # What the coordinator asks of a finished trial's run before chaining a spectrum job to it.
+    run_of = {c.data.tags["trial_id"]: run_id for run_id, c in children.items()}
+    for settings, missing in ((SPECTRUM, ()), (["spectrum.steps=20", "spectrum.num_vectors=2"], (2,))):
+        for trial in plan_sweep([*GRID[1:], "spectrum=slq", *settings, *where], multirun=True).trials:
+            assert missing_spectrum_epochs(client, run_of[trial.trial_id], trial.config) == missing
