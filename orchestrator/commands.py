@@ -62,6 +62,14 @@ def writable_store(target: TrackingTarget, while_starting: Callable[[], None] = 
 
 
 def run_sweep(arguments: Sequence[str], multirun: bool, console: Console, detach: bool = False) -> int:
+    """A grid (Hydra's basic sweeper) is planned whole, then executed; another sweeper (Optuna) searches."""
+    from orchestrator.search_plan import sweeper_choice
+
+    sweeper = sweeper_choice(arguments)
+    if sweeper is not None:
+        from orchestrator.search import run_search
+
+        return run_search(arguments, sweeper, multirun, console, detach)
     return launch(plan_sweep(arguments, multirun), console, detach=detach)
 
 

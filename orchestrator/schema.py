@@ -228,6 +228,9 @@ class CheckpointConfig:
 class SweepMetaConfig:
     # Names the sweep; without a name the sweep id is a hash of the base config and the swept keys.
     name: Optional[str] = None
+    # What a search (hydra/sweeper=optuna, ...) optimises: a metric of the trial's last epoch, maximised or minimised.
+    objective: str = "test_acc"
+    objective_mode: str = "max"
 
 
 @dataclass

@@ -20,6 +20,9 @@ from workers.config_rules import Rule, check_config, check_fits, check_keys
 # Runs are found by MLflow searches such as tags.sweep_id = '<name>', whose syntax has no escape for a quote;
 # 250 characters is MLflow's limit on a run name.
 SWEEP_NAME_LIMIT = 250
+# The per-epoch metrics a trial logs (workers/training/trial.py) that a search can optimise; *_avg need averaging.
+OBJECTIVES = ("test_acc", "test_loss", "train_acc", "train_loss", "test_acc_avg", "test_loss_avg", "train_acc_avg",
+              "train_loss_avg")
 
 CHECKS: tuple[Rule, ...] = (
     ("cluster.num_cpus", lambda v: v > 0, "a number > 0"),
@@ -29,6 +32,8 @@ CHECKS: tuple[Rule, ...] = (
     ("tracking.heartbeat_interval", lambda v: v > 0, "a number of seconds > 0"),
     ("tracking.outage_timeout", lambda v: v >= 0, "a number of seconds >= 0"),
     ("tracking.experiment", lambda v: bool(str(v).strip()), "a non-empty name"),
+    ("sweep.objective", lambda v: v in OBJECTIVES, "one of " + ", ".join(OBJECTIVES)),
+    ("sweep.objective_mode", lambda v: v in ("max", "min"), "max or min"),
 )
 
 

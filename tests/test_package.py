@@ -40,7 +40,9 @@ def _normalise(name: str) -> str:
 
 def _declared() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return {_normalise(re.match(r"[A-Za-z0-9._-]+", requirement).group(0)) for requirement in project["dependencies"]}
+    # An optional extra's imports count too: orchestrator/search_plan.py names the extra when they are missing.
+    requirements = [*project["dependencies"], *project["optional-dependencies"]["optuna"]]
+    return {_normalise(re.match(r"[A-Za-z0-9._-]+", requirement).group(0)) for requirement in requirements}
 
 
 def _imported_top_level_modules() -> dict[str, str]:
