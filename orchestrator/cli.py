@@ -35,9 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", help="stop a sweep's coordinator and its trials (runs end KILLED, resumable)")
     cancel.add_argument("sweep", help="sweep id or name")
     cancel.add_argument("overrides", nargs="*", help="where-to-run overrides (cluster.*, tracking.*)")
-    spectrum = sub.add_parser("spectrum", help="Lanczos / SLQ spectrum of a stored checkpoint of a trial run")
-    spectrum.add_argument("run_id", help="MLflow run id of a trial")
-    spectrum.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: the latest)")
+    spectrum = sub.add_parser("spectrum", help="Lanczos / SLQ spectra of stored checkpoints: of a trial run, "
+                              "or of every trial of a sweep; existing results are skipped")
+    spectrum.add_argument("run_id", metavar="RUN_ID|SWEEP_ID", help="a trial's MLflow run id, or a sweep id")
+    spectrum.add_argument("--epoch", type=int, default=None,
+                          help="checkpoint epoch (default: the run's newest; for a sweep, each trial's last epoch)")
     spectrum.add_argument("overrides", nargs="*", help="spectrum.*, tracking.* and cluster.* overrides")
     ui = sub.add_parser("ui", help="the MLflow UI on the configured store, on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)

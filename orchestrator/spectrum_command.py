@@ -24,11 +24,15 @@ from orchestrator.spectrum_plan import SpectrumJob, SpectrumPlan, Skipped, plan_
 from orchestrator.status import distinguishing
 from orchestrator.tracking import SweepTracker, check_reachable, resolve_target
 from workers.spec import SpectrumJobSpec, TrialOutcome
+from workers.spectrum_protocol import WEIGHT_CHOICES
 
 POLL_S = 2.0
 
 
 def launch_spectrum(run_or_sweep: str, epoch: Optional[int], config: dict[str, Any], console: Console) -> int:
+    weights = config["spectrum"].get("weights")
+    if weights is not None and weights not in WEIGHT_CHOICES:
+        raise UserError(f"spectrum.weights={weights}: must be one of {', '.join(WEIGHT_CHOICES)} or null")
     target = resolve_target(config["tracking"])
     check_reachable(target)
     address = resolve_address(config["cluster"])
