@@ -7,6 +7,8 @@ Runs `sweep run` over N trivial trials (digits, a 16-unit MLP, 2 epochs, one per
 - slot time per trial beyond training: (wall x slots - sum of the trials' training time) / trials, where a trial's
   training time is its epochs times the time between its logged epochs (metric timestamps), which includes its
   evaluation and per-epoch tracking;
+- the same figure in steady state: from the first run's creation to the last run's end, which leaves out the
+  sweep's fixed start-up and shutdown (Python and Ray start, planning, the summary), paid once per sweep;
 - the time from the command to the first run's creation.
 
     python benchmarks/overhead_bench.py [--trials 16] [--slots 2] [--epochs 2]
@@ -77,10 +79,13 @@ def main() -> None:
         finally:
             server.stop()
     first_start = min(r.info.start_time for r in runs) / 1000 - start
+    steady = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
     total = sum(counts.values())
     trial_epochs = args.trials * args.epochs
     print(f"{args.trials} trivial trials x {args.epochs} epochs on {args.slots} slots: wall {wall:.1f} s")
     print(f"slot time per trial beyond training:    {(wall * args.slots - training) / args.trials:.3f} s")
+    print(f"  in steady state (first run to last):   {(steady * args.slots - training) / args.trials:.3f} s"
+          f" ({steady:.1f} s of the wall)")
     print(f"first run created after:                 {first_start:.1f} s")
     print(f"tracking requests: {total} = {total / args.trials:.1f} per trial = {total / trial_epochs:.1f} per trial-epoch")
     for endpoint, n in counts.most_common():

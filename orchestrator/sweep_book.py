@@ -70,14 +70,15 @@ class SweepBook:
         existing = self._existing.get(trial.trial_id)
         plan = self.order.plan
         if existing is None:
-            run_id = self._call(lambda: self.tracker.create_trial_run(self.parent_run_id, plan.sweep_id, trial.trial_id,
-                                                                      trial.overrides, trial.config), "creating a run")
+            run = self._call(lambda: self.tracker.open_trial_run(self.parent_run_id, plan.sweep_id, trial.trial_id,
+                                                                 trial.overrides, trial.config), "creating a run")
+            run_id, artifact_uri = run.run_id, run.artifact_uri
         else:
-            run_id = existing.info.run_id
+            run_id, artifact_uri = existing.info.run_id, existing.info.artifact_uri
             self._call(lambda: self.tracker.mark_scheduled(run_id), "scheduling a run")
         self.run_ids[trial.trial_id] = run_id
         return TrialSpec(trial.trial_id, plan.sweep_id, run_id, self.order.worker_endpoint, trial.config,
-                         self.order.faults_for(trial))
+                         self.order.faults_for(trial), artifact_uri=artifact_uri, new_run=existing is None)
 
     def spectrum_spec(self, trial: Trial) -> SpectrumJobSpec:
         return SpectrumJobSpec(self.run_ids[trial.trial_id], self.order.worker_endpoint, trial.config,

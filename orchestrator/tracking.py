@@ -18,6 +18,8 @@ from orchestrator.errors import UserError
 from orchestrator.identity import flatten
 from orchestrator.mlflow_server import check_credentials, is_healthy, local_store
 from workers.artifacts import TRIAL_CONFIG
+from workers.run_artifacts import RunArtifacts
+from workers.run_status import set_run_status
 from workers.tracking_endpoint import HTTP_SCHEMES, MASK, TrackingEndpoint, redact_uri, scrub
 
 SWEEP_TAG, TRIAL_TAG, KIND_TAG, OVERRIDES_TAG = "sweep_id", "trial_id", "kind", "overrides"
@@ -122,17 +124,29 @@ def for_the_record(config: Mapping[str, Any]) -> dict[str, Any]:
     return recorded
 
 
+@dataclass(frozen=True)
+class TrialRun:
+    run_id: str
+    # Known from creating the run: the trial's workers need not read it back.
+    artifact_uri: str
+
+
 class SweepTracker:
     def __init__(self, endpoint: TrackingEndpoint, experiment: str) -> None:
         self.endpoint = endpoint
         self.client = endpoint.client()
         self.experiment_name = experiment
+        # An experiment's id never changes once it exists: asked for once, not once per run.
+        self._experiment_id: Optional[str] = None
 
     def experiment_id(self, create: bool = False) -> Optional[str]:
-        experiment = self.client.get_experiment_by_name(self.experiment_name)
-        if experiment is not None:
-            return experiment.experiment_id
-        return self.client.create_experiment(self.experiment_name) if create else None
+        if self._experiment_id is None:
+            experiment = self.client.get_experiment_by_name(self.experiment_name)
+            if experiment is not None:
+                self._experiment_id = experiment.experiment_id
+            elif create:
+                self._experiment_id = self.client.create_experiment(self.experiment_name)
+        return self._experiment_id
 
     def _search(self, filter_string: str, order_by: Optional[list[str]] = None) -> Iterator[Run]:
         experiment_id = self.experiment_id()
@@ -178,32 +192,44 @@ class SweepTracker:
             run_id = run.info.run_id
         else:
             run_id = parent.info.run_id
-            self.client.update_run(run_id, status="RUNNING")
+            set_run_status(self.client, run_id, "RUNNING")
         self.client.log_dict(run_id, record.to_dict(), PLAN_ARTIFACT)
         return run_id
 
     def create_trial_run(self, parent_run_id: str, sweep_id: str, trial_id: str, overrides: tuple[str, ...],
                          config: Mapping[str, Any]) -> str:
+        return self.open_trial_run(parent_run_id, sweep_id, trial_id, overrides, config).run_id
+
+    def open_trial_run(self, parent_run_id: str, sweep_id: str, trial_id: str, overrides: tuple[str, ...],
+                       config: Mapping[str, Any]) -> TrialRun:
+        """A trial's child run, SCHEDULED, with its tags, params and config artifact: four requests (one more per
+        100 params beyond the first 100), none of them a read."""
         overrides = tuple(redact_uri(o) for o in overrides)
         name = " ".join(overrides) or trial_id
         tags = {SWEEP_TAG: sweep_id, TRIAL_TAG: trial_id, KIND_TAG: TRIAL_KIND, MLFLOW_PARENT_RUN_ID: parent_run_id,
                 OVERRIDES_TAG: json.dumps(list(overrides)), MLFLOW_RUN_NAME: name[:250]}
         run = self.client.create_run(self.experiment_id(create=True), tags=tags, run_name=name[:250])
+        run_id, artifact_uri = run.info.run_id, run.info.artifact_uri
         recorded = for_the_record(config)
         params = [Param(k, v[:6000]) for k, v in sorted(flatten(recorded).items())]
         for start in range(0, len(params), PARAM_BATCH):
-            self.client.log_batch(run.info.run_id, params=params[start : start + PARAM_BATCH])
-        self.client.log_dict(run.info.run_id, recorded, TRIAL_CONFIG)
-        self.client.update_run(run.info.run_id, status="SCHEDULED")
-        return run.info.run_id
+            self.client.log_batch(run_id, params=params[start : start + PARAM_BATCH])
+        with tempfile.TemporaryDirectory(prefix="trial-config-") as scratch:
+            path = Path(scratch) / Path(TRIAL_CONFIG).name
+            path.write_text(json.dumps(recorded, indent=2))
+            artifact_dir = str(Path(TRIAL_CONFIG).parent) if Path(TRIAL_CONFIG).parent != Path(".") else None
+            RunArtifacts(self.client, self.endpoint.uri, run_id, artifact_uri=artifact_uri).upload(path, artifact_dir)
+        # Created RUNNING (MLflow's default); SCHEDULED until a worker starts it (`sweep status` shows it queued).
+        set_run_status(self.client, run_id, "SCHEDULED")
+        return TrialRun(run_id, artifact_uri)
 
     def mark_scheduled(self, run_id: str) -> None:
-        self.client.update_run(run_id, status="SCHEDULED")
+        set_run_status(self.client, run_id, "SCHEDULED")
 
     def fail_run(self, run_id: str, message: str, status: str = "FAILED") -> None:
         """End a run whose task died for good (FAILED) or was cancelled (KILLED), saying why."""
         self.client.log_batch(run_id, tags=[RunTag("error", scrub(message, self.endpoint.secrets)[:5000])])
-        self.client.set_terminated(run_id, status=status)
+        set_run_status(self.client, run_id, status)
 
     def end_parent(self, run_id: str, status: str) -> None:
-        self.client.set_terminated(run_id, status=status)
+        set_run_status(self.client, run_id, status)

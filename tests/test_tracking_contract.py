@@ -180,7 +180,7 @@ def test_spectrum_artifacts_and_a_failure_are_recorded(store: Store, experiment:
 def test_a_failed_run_is_recorded_by_the_orchestrator(store: Store, experiment: str) -> None:
     tracker, parent, run_id = _trial(store, experiment)
     tracker.fail_run(run_id, "WorkerCrashedError: the worker died")
-    tracker.finish_parent(parent, all_finished=False)
+    tracker.end_parent(parent, "FAILED")
     reader = SweepTracker(store.reader, experiment)
     assert reader.trial_runs("contract")["t-01"].data.tags["error"] == "WorkerCrashedError: the worker died"
     assert reader.find_parent("contract").info.status == "FAILED"

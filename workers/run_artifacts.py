@@ -9,7 +9,7 @@ tracking URI. One repository per run serves every operation, uploads and deletes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Optional, TypeVar
 
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
@@ -23,10 +23,14 @@ T = TypeVar("T")
 class RunArtifacts:
     """Each operation is retried through a tracking-server outage of up to ``outage_timeout`` seconds."""
 
-    def __init__(self, client: MlflowClient, tracking_uri: str, run_id: str, outage_timeout: float = 300.0) -> None:
+    def __init__(self, client: MlflowClient, tracking_uri: str, run_id: str, outage_timeout: float = 300.0,
+                 artifact_uri: Optional[str] = None) -> None:
+        """``artifact_uri``: the run's, when the caller knows it (the coordinator does, from creating or finding the
+        run); else it is read from the run."""
         self.run_id = run_id
         self.outage_timeout = outage_timeout
-        artifact_uri = client.get_run(run_id).info.artifact_uri
+        if artifact_uri is None:
+            artifact_uri = client.get_run(run_id).info.artifact_uri
         self.repository: ArtifactRepository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
 
     def _call(self, call: Callable[[], T], what: str) -> T:

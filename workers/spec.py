@@ -6,7 +6,7 @@ Plain values only (no torch), so the orchestrator can build it without importing
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from workers.tracking_endpoint import TrackingEndpoint
 
@@ -24,6 +24,11 @@ class TrialSpec:
     faults: dict[str, Any] = field(default_factory=dict)
     # Who owns the trial (an actor handle with ``trial_started.remote(trial_id)``), told when an attempt starts.
     owner: Any = None
+    # The run's artifact URI, known to whoever created or found the run (None: the worker reads it from the run).
+    artifact_uri: Optional[str] = None
+    # The run was created for this task and holds nothing yet (no attempt, metrics, checkpoints or error): its first
+    # attempt reads nothing back. A retry of the task (Ray's attempt > 0) reads the run as a resume does.
+    new_run: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -246,6 +247,16 @@ LOADERS: dict[str, Callable[[Mapping], DatasetSplits]] = {
 
 
 def load_dataset(cfg: Mapping) -> DatasetSplits:
-    """Load the dataset a ``dataset`` config group option describes."""
+    """Load the dataset a ``dataset`` config group option describes.
+
+    Ray runs a sweep's trials one after another in the same worker processes: the newest dataset is kept per
+    process, keyed by its whole config, so the next trial on the same data starts without loading it (trials only
+    read the tensors). One is kept, so an idle worker holds at most what its last trial held."""
     check_dataset(cfg)
+    return _load_keyed(json.dumps(dict(cfg), sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_keyed(key: str) -> DatasetSplits:
+    cfg = json.loads(key)
     return _subsample(LOADERS[cfg["name"]](cfg), cfg.get("subsample"), int(cfg["split_seed"]))

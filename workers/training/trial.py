@@ -19,6 +19,7 @@ from torch import nn
 
 from workers.config_rules import is_retryable
 from workers.devices import resolve_device
+from workers.placement import task_attempt
 from workers.run_logger import RunLogger
 from workers.spec import FAILED, FINISHED, TRAINED, RetryableTrialError, TrialOutcome, TrialSpec, spectrum_epochs
 from workers.training.checkpoint import TrainingState, capture_rng, restore_rng
@@ -42,13 +43,17 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     Errors of a class the sweep lists in ``cluster.retry_exceptions`` (or of a subclass) are re-raised as
     :class:`RetryableTrialError` so that Ray retries the task.
     """
-    logger = RunLogger.for_run(spec.tracking, spec.run_id, spec.config["tracking"])
-    logger.mark_running()
+    logger = RunLogger.for_run(spec.tracking, spec.run_id, spec.config["tracking"], spec.artifact_uri)
+    # A run created for this task holds nothing on the task's first attempt; a Ray retry reads it back like a
+    # resume. Outside Ray (the in-process executor, no owner) a task is never retried.
+    attempt = task_attempt()
+    fresh = spec.new_run and (attempt == 0 or (attempt is None and spec.owner is None))
+    logger.mark_running(new_run=fresh)
     if spec.owner is not None:
         spec.owner.trial_started.remote(spec.trial_id)
     try:
         with logger.beating():
-            metrics = _train(spec, logger)
+            metrics = _train(spec, logger, fresh)
     except Exception as error:  # noqa: BLE001 - any trial error is recorded on the run, then reported
         message = f"{type(error).__name__}: {error}"
         if is_retryable(error, spec.config["cluster"]["retry_exceptions"]):
@@ -62,7 +67,8 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     return TrialOutcome(spec.trial_id, spec.run_id, FINISHED, metrics)
 
 
-def _train(spec: TrialSpec, logger: RunLogger) -> dict[str, float]:
+def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
+    """``fresh``: the run holds no metrics or checkpoints yet, so none are looked for."""
     cfg = spec.config
     trainer = cfg["trainer"]
     torch.set_num_threads(max(1, int(cfg["cluster"]["num_cpus"])))
@@ -75,9 +81,9 @@ def _train(spec: TrialSpec, logger: RunLogger) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory(prefix="trial-") as scratch:
         store = CheckpointStore(logger.artifacts(), Path(scratch), keep=int(cfg["checkpoint"]["keep"]),
-                                protected=spectrum_epochs(cfg))
-        epoch, step = _resume(store, model, recipe, generator)
-        logged_through = logger.last_logged_epoch()
+                                protected=spectrum_epochs(cfg), empty=fresh)
+        epoch, step = (0, 0) if fresh else _resume(store, model, recipe, generator)
+        logged_through = 0 if fresh else logger.last_logged_epoch()
         if logged_through:
             # Epochs the run already has that this attempt computes again: at most checkpoint.every - 1.
             logger.record_resume(resumed_from=epoch, recomputed=logged_through - epoch)
@@ -98,7 +104,9 @@ def _train(spec: TrialSpec, logger: RunLogger) -> dict[str, float]:
                 state = TrainingState(epoch + 1, step, model.state_dict(), recipe.state_dict(), capture_rng(generator),
                                       averaged.state_dict() if averaged is not None else None)
                 store.save(state)
-                logger.record_checkpoint(epoch + 1)
+                # Rides on the next epoch's batch; the last one is sent before the trial ends (flush).
+                logger.record_checkpoint(epoch + 1, deferred=True)
+        logger.flush()
         return metrics
 
 
