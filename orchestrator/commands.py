@@ -81,7 +81,16 @@ def resume_sweep(sweep_id: str, overrides: Sequence[str], console: Console, deta
     record = SweepTracker(target.reader, target.experiment).sweep_record(sweep_id)
     if record is None:
         raise UserError(f"sweep {sweep_id!r}: no such sweep in {target.shown} (experiment {target.experiment!r})")
-    plan = plan_sweep([*record.replayable_arguments, *overrides, f"sweep.name={sweep_id}"], record.multirun)
+    arguments = [*record.replayable_arguments, *overrides, f"sweep.name={sweep_id}"]
+    from orchestrator.search_plan import sweeper_choice
+
+    sweeper = sweeper_choice(arguments)
+    if sweeper is not None:
+        from orchestrator.search import run_search
+
+        # A search resumes as it continues: the study asks for the trials still missing from n_trials.
+        return run_search(arguments, sweeper, record.multirun, console, detach)
+    plan = plan_sweep(arguments, record.multirun)
     return launch(plan, console, expected=record, detach=detach)
 
 

@@ -45,7 +45,9 @@ def run_search(arguments: Sequence[str], sweeper: str, multirun: bool, console: 
     arguments = _hydra_first(arguments)
     with composer() as compose:
         plan = plan_search(compose, arguments)
-        n_trials = int(compose(_fixed(arguments)).hydra.sweeper.n_trials)
+        sweeper_config = compose(_fixed(arguments)).hydra.sweeper
+        n_trials = int(sweeper_config.n_trials)
+        seed = sweeper_config.sampler.get("seed")
     target = resolve_target(plan.settings["tracking"])
     check_reachable(target)
     address = resolve_address(plan.settings["cluster"])
@@ -66,7 +68,7 @@ def run_search(arguments: Sequence[str], sweeper: str, multirun: bool, console: 
                 stack.enter_context(store_lock(target.local_dir, plan.sweep_id))
             endpoint = stack.enter_context(writable_store(target, while_starting=lambda: _start_ray(plan, target)))
             store_uri = endpoint.uri if target.needs_local_server else None
-            overrides = [*arguments, *driver_overrides(plan, n_trials - done, str(path),
+            overrides = [*arguments, *driver_overrides(plan, n_trials - done, done, seed, str(path),
                                                        str(target.local_dir.absolute() / "hydra" / plan.sweep_id),
                                                        store_uri)]
             error = _multirun(overrides)

@@ -23,7 +23,7 @@ SWEEPER_GROUP = "hydra/sweeper"
 EXTRAS = {"optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna")}
 # What the driver appends to the user's overrides, in this order (the launcher drops them again to find the user's).
 DRIVER_KEYS = ("hydra.sweeper.n_trials", "hydra.sweeper.study_name", "hydra.sweeper.direction",
-               "hydra.sweeper.storage", "hydra.sweep.dir", "hydra.launcher.store_uri")
+               "hydra.sweeper.storage", "hydra.sweep.dir", "hydra.launcher.store_uri", "hydra.sweeper.sampler.seed")
 
 
 def sweeper_choice(arguments: Sequence[str]) -> Optional[str]:
@@ -68,12 +68,14 @@ def plan_search(compose: Composer, arguments: Sequence[str]) -> SweepPlan:
     return SweepPlan(sid, tuple(arguments), True, tuple(fixed), keys, base_config, (), "ray")
 
 
-def driver_overrides(plan: SweepPlan, n_trials: int, storage_path: str, sweep_dir: str,
-                     store_uri: Optional[str]) -> list[str]:
+def driver_overrides(plan: SweepPlan, n_trials: int, done: int, seed: Optional[int], storage_path: str,
+                     sweep_dir: str, store_uri: Optional[str]) -> list[str]:
+    """The study's name, storage, direction and remaining trials. A seeded sampler continuing a study is seeded
+    with seed + trials done: re-created with its first seed it would propose its first trials again."""
     direction = "maximize" if plan.base_config["sweep"]["objective_mode"] == "max" else "minimize"
     values = (str(n_trials), plan.sweep_id, direction,
               f"{{_target_:orchestrator.study.open_storage,path:{_quoted(storage_path)}}}", _quoted(sweep_dir),
-              _quoted(store_uri) if store_uri else "null")
+              _quoted(store_uri) if store_uri else "null", "null" if seed is None else str(seed + done))
     return [f"{key}={value}" for key, value in zip(DRIVER_KEYS, values)]
 
 
