@@ -25,6 +25,7 @@ from orchestrator.execution import (SweepResult, ask_cancel_or_detach, execute_i
 from orchestrator.resources import alive_node_resources, check_satisfiable
 from orchestrator.status import FINISHED, render, trial_status
 from orchestrator.status import with_owner_state
+from orchestrator.processes import is_running
 from orchestrator.store_lock import lock_holder, store_lock
 from orchestrator.sweep_book import SweepOrder
 from orchestrator.validation import validate
@@ -298,9 +299,9 @@ def _interrupt_local_owner(sweep_id: str, directory: Path) -> str:
     pid = holder[0]
     os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + CANCEL_WAIT_S
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while is_running(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if Path(f"/proc/{pid}").exists():
+    if is_running(pid):
         raise UserError(f"sweep {sweep_id!r}: its `sweep` process (pid {pid}) was interrupted but has not exited "
                         f"within {CANCEL_WAIT_S:.0f} s")
     return f"its `sweep` process, pid {pid}, stopped its trials and exited"

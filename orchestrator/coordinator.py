@@ -16,12 +16,12 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import ray
 
 from orchestrator.planning import Trial
+from orchestrator.processes import is_running
 from orchestrator.ray_launcher import describe_failure, spectrum_task, train_task
 from orchestrator.sweep_book import SweepBook, SweepOrder
 from workers.spec import FINISHED, KILLED, TRAINED, TrialOutcome
@@ -78,6 +78,8 @@ class SweepCoordinator:
         self.cancelled = False
         self.closed = False
         self.opened = False
+        # Set once the work loop has ended: no more grid points are taken.
+        self.exiting = False
         self.thread: Optional[threading.Thread] = None
         self.handle = ray.get_runtime_context().current_actor
         if driver_pid is not None:
@@ -86,8 +88,11 @@ class SweepCoordinator:
     # --- the CLI's calls -------------------------------------------------------------------------------------------
 
     def submit(self, trials: list[Trial]) -> dict[str, int]:
-        """Take the grid points this sweep does not have yet; returns how many are new and how many it holds."""
+        """Take the grid points this sweep does not have yet; returns how many are new and how many it holds, or
+        ``{"closing": 1}`` when this coordinator has finished and is about to exit (the caller makes a new one)."""
         with self.lock:
+            if self.exiting:
+                return {"closing": 1}
             if not self.opened:
                 self.book.open()
                 self.opened = True
@@ -151,7 +156,7 @@ class SweepCoordinator:
         """Local mode: the sweep lives in its `sweep` process's tree (its Ray, its store server); when that process
         dies (even by kill -9) the sweep is cancelled at once, so a resume started right after never finds a second
         writer on the same runs."""
-        while Path(f"/proc/{pid}").exists():
+        while is_running(pid):
             time.sleep(DRIVER_WATCH_S)
         self.cancel(f"cancelled: its `sweep` process (pid {pid}) ended")
 
@@ -163,7 +168,7 @@ class SweepCoordinator:
             traceback.print_exc()
             with self.lock:
                 self.error = f"{type(error).__name__}: {error}"
-                self.closed = True
+                self.closed = self.exiting = True
             time.sleep(LINGER_S)
         if self.cancelled:
             time.sleep(1.0)
@@ -173,6 +178,7 @@ class SweepCoordinator:
         while True:
             with self.lock:
                 if self.cancelled:
+                    self.exiting = True
                     return
                 if self.queue:
                     self._launch(self.queue.pop(0))
@@ -181,6 +187,7 @@ class SweepCoordinator:
                     if not self.closed:
                         self._close()
                     if not self.wake.wait_for(lambda: bool(self.queue) or self.cancelled, timeout=LINGER_S):
+                        self.exiting = True
                         return
                     continue
                 refs = list(self.pending)

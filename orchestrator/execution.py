@@ -16,6 +16,8 @@ from orchestrator.sweep_book import SweepBook, SweepOrder
 from workers.spec import FINISHED, TRAINED, TrialOutcome
 
 POLL_S = 1.0
+# How long a new submission waits for the sweep's previous, finishing coordinator to exit.
+HANDOVER_S = 60.0
 # How long one progress call may take (the coordinator answers in milliseconds unless it is busy in an outage).
 PROGRESS_TIMEOUT_S = 30.0
 
@@ -58,8 +60,19 @@ def submit_to_coordinator(order: SweepOrder, console: Console, detached: bool) -
     has accepted the plan."""
     import ray
 
-    coordinator = coordinator_actor(order, detached)
-    accepted = ray.get(coordinator.submit.remote(list(order.plan.trials)))
+    deadline = time.monotonic() + HANDOVER_S
+    while True:
+        # A coordinator that just finished this sweep may still be lingering: it refuses, exits, and a new one is made.
+        coordinator = coordinator_actor(order, detached)
+        try:
+            accepted = ray.get(coordinator.submit.remote(list(order.plan.trials)))
+        except ray.exceptions.RayActorError:
+            accepted = {"closing": 1}
+        if "closing" not in accepted:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the coordinator of sweep {order.plan.sweep_id} did not hand over within {HANDOVER_S} s")
+        time.sleep(0.5)
     _announce(console, order, accepted)
     return coordinator
 

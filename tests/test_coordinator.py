@@ -182,3 +182,40 @@ def test_a_tracking_server_restart_is_survived(outage_s: int, tmp_path_factory: 
         if sweep.poll() is None:
             sweep.kill()
         server.stop()
+
+
+def test_a_grid_extended_right_after_its_sweep_ended(tmp_path: Path, ray_address: str, mlflow_uri: str,
+                                                     experiment: str) -> None:
+    """The sweep's coordinator lingers a few seconds after its sweep ends; a grid extended at once reaches it while it
+    exits, and is handed to a new one: the new point trains, the finished ones are left alone."""
+    common = ["dataset=digits", "trainer.epochs=2", "model.hidden_sizes=[16]", f"tracking.uri={mlflow_uri}",
+              f"tracking.experiment={experiment}", f"cluster.address={ray_address}", "cluster.num_cpus=0.5"]
+    first = run_sweep_cli("run", "-m", "optimizer.lr=0.01,0.05", *common, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    client = MlflowClient(mlflow_uri)
+    ended = {r.info.run_id: r.info.end_time for r in _trial_runs(client, experiment)}
+    extended = run_sweep_cli("run", "-m", "optimizer.lr=0.01,0.05,0.1", *common, cwd=tmp_path)
+    assert extended.returncode == 0, extended.stdout + extended.stderr
+    assert "3 trial(s), 1 to run, skipping 2 finished" in extended.stdout
+    runs = _trial_runs(client, experiment)
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" and r.data.tags["attempts"] == "1" for r in runs)
+    assert {r.info.run_id: r.info.end_time for r in runs if r.info.run_id in ended} == ended
+
+
+def test_cancel_of_a_local_sweep_interrupts_its_command(tmp_path: Path, mlflow_uri: str, experiment: str) -> None:
+    """Without a cluster the sweep lives in its `sweep` process: `sweep cancel` sends it Ctrl-C, which (locally, or
+    without a terminal) cancels; the runs end KILLED and the command exits 130, saying how to resume."""
+    where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}"]
+    sweep = _sweep("run", "-m", "optimizer.lr=0.01,0.02", "model.hidden_sizes=[512]", "dataset=mnist5k",
+                   "trainer.epochs=40", "sweep.name=local-stop", "cluster.local_num_cpus=2", *where, cwd=tmp_path,
+                   env={"RAY_ADDRESS": ""})
+    client = MlflowClient(mlflow_uri)
+    _wait_for(lambda: any(int(r.data.tags.get("epoch", 0)) >= 1 for r in _trial_runs(client, experiment)), 300,
+              "a trial's first epoch")
+    cancelled = run_sweep_cli("cancel", "local-stop", *where, cwd=tmp_path, env={"RAY_ADDRESS": ""})
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    assert "its `sweep` process, pid" in cancelled.stdout
+    output, _ = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, output
+    assert "`sweep resume local-stop` picks them up" in output
+    assert {r.info.status for r in _trial_runs(client, experiment)} == {"KILLED"}
