@@ -16,6 +16,9 @@ LOCAL_ONLY_ENV = {
     "DO_NOT_TRACK": "true",
     # The summary table says where the runs are; MLflow would otherwise print a link per ended run.
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    # MLflow draws a progress bar on stderr for every artifact it downloads from a server (sweep.json on a resume,
+    # checkpoints in a worker): noise around our one-line errors and in the workers' logs.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     # MLflow's server otherwise starts job-execution processes we never use (about 2 GB).
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
 }
