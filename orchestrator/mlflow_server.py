@@ -40,7 +40,7 @@ def is_healthy(uri: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def check_credentials(endpoint: TrackingEndpoint, timeout: float = 10.0) -> None:
+def check_credentials(endpoint: TrackingEndpoint, timeout: float = 30.0) -> None:
     """One authenticated read, so that missing or wrong credentials are one line before launch, not a traceback
     in every trial."""
     request = urllib.request.Request(f"{endpoint.uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1")
