@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 from workers.artifacts import CHECKPOINT_DIR, CHECKSUM_SUFFIX, checkpoint_epochs, checkpoint_path
 from workers.run_artifacts import RunArtifacts
@@ -20,66 +19,25 @@ class CheckpointStore:
     The epochs stored are listed from the run once, then kept here: this store is the run's one checkpoint writer
     while it lives (the sweep's one owner runs one attempt of a trial at a time). ``empty=True`` says the run is
     known to hold none (created for this attempt), so not even that first listing is needed.
-
-    ``background=True``: :meth:`save` writes the checkpoint file and returns; its upload and the pruning after it
-    run in a thread while the next epoch trains. One upload is in flight at a time (the next save waits for it), and
-    :meth:`wait` returns once it is stored, raising its error. ``on_stored(epoch)`` is called once a checkpoint is
-    stored and pruned around.
     """
 
     def __init__(self, artifacts: RunArtifacts, scratch: Path, keep: int, protected: Iterable[int] = (),
-                 empty: bool = False, background: bool = False,
-                 on_stored: Optional[Callable[[int], None]] = None) -> None:
+                 empty: bool = False) -> None:
         self.artifacts = artifacts
         self.run_id = artifacts.run_id
         self.scratch = scratch
         self.keep = keep
         self.protected = frozenset(protected)
-        self.background = background
-        self.on_stored = on_stored
         self._stored: Optional[list[int]] = [] if empty else None
-        self._upload: Optional[threading.Thread] = None
-        self._upload_error: Optional[BaseException] = None
 
     def save(self, state: TrainingState) -> None:
         """Upload the checkpoint, then prune: an older checkpoint goes only once a newer one is stored."""
         path = write_checkpoint(state, self.scratch / "out")
-        if not self.background:
-            self._store(path, state.epoch)
-            return
-        self.wait()
-        self._upload = threading.Thread(target=self._store_in_background, args=(path, state.epoch),
-                                        name=f"checkpoint-{state.epoch}", daemon=True)
-        self._upload.start()
-
-    def wait(self, quiet: bool = False) -> None:
-        """Until the checkpoint in flight (if any) is stored; its upload's error is raised here unless ``quiet``
-        (the trial is failing already and reports its own error)."""
-        if self._upload is not None:
-            self._upload.join()
-            self._upload = None
-        error, self._upload_error = self._upload_error, None
-        if error is not None and not quiet:
-            raise error
-
-    def _store_in_background(self, path: Path, epoch: int) -> None:
-        try:
-            self._store(path, epoch)
-        except BaseException as error:  # noqa: BLE001 - handed to the trial's thread by wait()
-            self._upload_error = error
-
-    def _store(self, path: Path, epoch: int) -> None:
-        checksum = path.with_name(path.name + CHECKSUM_SUFFIX)
-        self.artifacts.upload(checksum, CHECKPOINT_DIR)
+        self.artifacts.upload(path.with_name(path.name + CHECKSUM_SUFFIX), CHECKPOINT_DIR)
         # The checkpoint itself goes last: a checkpoint without its checksum file is never taken as valid.
         self.artifacts.upload(path, CHECKPOINT_DIR)
-        self._stored = sorted({*self.epochs(), epoch})
+        self._stored = sorted({*self.epochs(), state.epoch})
         self._prune()
-        # Stored: the local copy is not needed again (a long trial would otherwise keep one per epoch on disk).
-        path.unlink(missing_ok=True)
-        checksum.unlink(missing_ok=True)
-        if self.on_stored is not None:
-            self.on_stored(epoch)
 
     def epochs(self) -> list[int]:
         if self._stored is None:

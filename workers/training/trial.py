@@ -80,52 +80,34 @@ def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
     generator = torch.Generator().manual_seed(int(trainer["seed"]))
 
     with tempfile.TemporaryDirectory(prefix="trial-") as scratch:
-        # Uploads run while the next epoch trains; a stored checkpoint's tag rides on the next batch.
         store = CheckpointStore(logger.artifacts(), Path(scratch), keep=int(cfg["checkpoint"]["keep"]),
-                                protected=spectrum_epochs(cfg), empty=fresh, background=True,
-                                on_stored=lambda stored: logger.record_checkpoint(stored, deferred=True))
+                                protected=spectrum_epochs(cfg), empty=fresh)
         epoch, step = (0, 0) if fresh else _resume(store, model, recipe, generator)
         logged_through = 0 if fresh else logger.last_logged_epoch()
         if logged_through:
             # Epochs the run already has that this attempt computes again: at most checkpoint.every - 1.
             logger.record_resume(resumed_from=epoch, recomputed=logged_through - epoch)
-        try:
-            metrics = _epochs(spec, logger, store, splits, model, recipe, generator, device, epoch, step, logged_through)
-        except BaseException:
-            store.wait(quiet=True)
-            raise
-        # The trial ends only once its checkpoints are stored and tagged.
-        store.wait()
+        metrics: dict[str, float] = {}
+        for epoch in range(epoch, int(trainer["epochs"])):
+            _inject_faults(spec.faults, epoch, model)
+            lr = recipe.set_epoch(epoch)
+            stats = train_one_epoch(model, recipe, splits, epoch, int(trainer["batch_size"]), generator, device, step)
+            step += stats.steps
+            recipe.after_epoch(epoch)
+            metrics = {"train_loss": stats.loss, "train_acc": stats.accuracy, "lr": lr}
+            # Built once an epoch: evaluated, and checkpointed for spectra of the averaged weights.
+            averaged = recipe.averaged_model(splits.train_inputs)
+            metrics.update(_evaluate_all(model, averaged, splits, int(trainer["eval_batch_size"]), device))
+            if epoch + 1 > logged_through:
+                logger.log_epoch(epoch + 1, metrics)
+            if _checkpoint_due(epoch + 1, cfg):
+                state = TrainingState(epoch + 1, step, model.state_dict(), recipe.state_dict(), capture_rng(generator),
+                                      averaged.state_dict() if averaged is not None else None)
+                store.save(state)
+                # Rides on the next epoch's batch; the last one is sent before the trial ends (flush).
+                logger.record_checkpoint(epoch + 1, deferred=True)
         logger.flush()
         return metrics
-
-
-def _epochs(spec: TrialSpec, logger: RunLogger, store: CheckpointStore, splits: DatasetSplits, model: nn.Module,
-            recipe: Recipe, generator: torch.Generator, device: torch.device, epoch: int, step: int,
-            logged_through: int) -> dict[str, float]:
-    cfg = spec.config
-    trainer = cfg["trainer"]
-    metrics: dict[str, float] = {}
-    for epoch in range(epoch, int(trainer["epochs"])):
-        _inject_faults(spec.faults, epoch, model)
-        lr = recipe.set_epoch(epoch)
-        stats = train_one_epoch(model, recipe, splits, epoch, int(trainer["batch_size"]), generator, device, step)
-        step += stats.steps
-        recipe.after_epoch(epoch)
-        metrics = {"train_loss": stats.loss, "train_acc": stats.accuracy, "lr": lr}
-        # Built once an epoch: evaluated, and checkpointed for spectra of the averaged weights.
-        averaged = recipe.averaged_model(splits.train_inputs)
-        metrics.update(_evaluate_all(model, averaged, splits, int(trainer["eval_batch_size"]), device))
-        # The previous checkpoint is stored before this epoch's metrics are (its upload ran while this epoch
-        # trained): a resume recomputes no more epochs the run already has than with synchronous uploads.
-        store.wait()
-        if epoch + 1 > logged_through:
-            logger.log_epoch(epoch + 1, metrics)
-        if _checkpoint_due(epoch + 1, cfg):
-            # Written here, now (the upload alone is in the background): the state is this epoch's.
-            store.save(TrainingState(epoch + 1, step, model.state_dict(), recipe.state_dict(), capture_rng(generator),
-                                     averaged.state_dict() if averaged is not None else None))
-    return metrics
 
 
 def _resume(store: "CheckpointStore", model: nn.Module, recipe: Recipe, generator: torch.Generator) -> tuple[int, int]:
