@@ -99,7 +99,7 @@ def pyhessian_density(model: nn.Module, data: dict, steps: int) -> None:
     torch.eig = eig
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its backward(create_graph=True) warns about a reference cycle
-        hessian(model, F.cross_entropy, cuda=False, **data).density(iter=steps, n_v=1)
+        hessian(model, F.cross_entropy, cuda=next(model.parameters()).is_cuda, **data).density(iter=steps, n_v=1)
 
 
 def lanczos_vs_pyhessian(samples: int, full_data: bool) -> Row:

@@ -22,7 +22,6 @@ import argparse
 import copy
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -87,17 +86,10 @@ def pyhessian_available() -> bool:
 
 
 def pyhessian_density(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], steps: int) -> None:
-    from pyhessian import hessian
+    """PyHessian's density on one batch (curvature_bench's runner), then the graph it left in .grad dropped."""
+    from curvature_bench import pyhessian_density as run_pyhessian
 
-    # PyHessian 0.1 ends density() with torch.eig, removed from torch; T is symmetric, so eig's real parts do.
-    def eig(matrix: torch.Tensor, eigenvectors: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        values, vectors = torch.linalg.eig(matrix)
-        return torch.stack([values.real, values.imag], dim=1), vectors.real
-
-    torch.eig = eig
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # its backward(create_graph=True) warns about a reference cycle
-        hessian(model, F.cross_entropy, data=batch, cuda=batch[0].is_cuda).density(iter=steps, n_v=1)
+    run_pyhessian(model, {"data": batch}, steps)
     model.zero_grad(set_to_none=True)  # drop the graph it left in .grad
 
 

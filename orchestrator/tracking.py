@@ -11,7 +11,6 @@ from typing import Any, Iterator, Mapping, Optional
 from urllib.parse import urlparse
 
 from mlflow.entities import Param, Run, RunTag
-from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from orchestrator.errors import UserError
