@@ -159,7 +159,9 @@ class SpectrumConfig:
     dtype: str = "float32"
     # Use a fixed seeded subsample of the training set; null uses all of it.
     max_samples: Optional[int] = None
-    batch_size: int = 1024
+    # Examples per Hessian-vector product: null = the trial's trainer.batch_size in BatchNorm train mode (where the
+    # batch size is part of the operator), 1024 in eval mode (where it only bounds memory).
+    batch_size: Optional[int] = None
     # Where to run: a gang of workers, each with a shard of the data (1 = in the trial's own process).
     num_workers: int = 1
     gpus_per_worker: float = 0.0

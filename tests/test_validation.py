@@ -21,6 +21,7 @@ no experiment, no run; the local store is never created):
 | `cluster.retry_exceptions=[ConectionError]`, `[os.path]`, `[no_such_module.Error]`, `[print]` | no exception class |
 | `spectrum=slq spectrum.num_workers=2 spectrum.max_samples=100` (one batch of 1024) | fewer batches than shards |
 | `dataset=digits spectrum=slq spectrum.num_workers=3 spectrum.batch_size=800` (1,438 examples: 2 batches) | same |
+| `dataset=digits spectrum=slq spectrum.bn_mode=train spectrum.num_workers=13` (batches of trainer.batch_size=128: 12) | same |
 | `sweep.name="it's"`, `sweep.name=" padded"` | MLflow's run search cannot hold the name |
 | `tracking.local_dir=<a file>/store`, `tracking.local_dir=/proc/...` (no tracking URI) | cannot create the store |
 | `tracking.uri=http://127.0.0.1:<unused port>` | no MLflow server answers |
@@ -91,6 +92,10 @@ BAD_INPUTS = [
     (["dataset=digits", "spectrum=slq", "spectrum.num_workers=3", "spectrum.batch_size=800"],
      "spectrum.num_workers=3: the spectrum's 1438 training examples (dataset=digits, spectrum.max_samples=null) make "
      "only 2 batch(es) of spectrum.batch_size=800"),
+    # In BatchNorm train mode an unset spectrum.batch_size is the trial's own trainer.batch_size (128).
+    (["dataset=digits", "spectrum=slq", "spectrum.bn_mode=train", "spectrum.num_workers=13"],
+     "spectrum.num_workers=13: the spectrum's 1438 training examples (dataset=digits, spectrum.max_samples=null) make "
+     "only 12 batch(es) of spectrum.batch_size=128"),
     (['sweep.name="it\'s"'], "sweep.name=it's: must be at most 250 printable characters without ' (MLflow's run "
                              "search quotes the name) and without leading or trailing spaces"),
     (['sweep.name=" padded"'], "sweep.name= padded: must be at most 250 printable characters without '"),

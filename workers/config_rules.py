@@ -17,6 +17,7 @@ import math
 import re
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from workers.spectrum_protocol import batch_size_of
 from workers.training.config_checks import check_model_fits_dataset, check_training_config, training_examples
 
 Rule = tuple[str, Callable[[Any], bool], str]
@@ -51,7 +52,7 @@ KEY_RULES: tuple[Rule, ...] = (
     ("spectrum.bn_mode", lambda v: v in ("train", "eval"), "train or eval"),
     ("spectrum.dtype", lambda v: v in ("float32", "float64"), "float32 or float64"),
     ("spectrum.max_samples", lambda v: v is None or v >= 1, "null or an integer >= 1"),
-    ("spectrum.batch_size", *_AT_LEAST_ONE),
+    ("spectrum.batch_size", lambda v: v is None or v >= 1, "null or an integer >= 1"),
     ("spectrum.num_workers", *_AT_LEAST_ONE),
     ("spectrum.gpus_per_worker", lambda v: v >= 0, "a number >= 0"),
     ("spectrum.cpus_per_worker", lambda v: v > 0, "a number > 0"),
@@ -138,12 +139,13 @@ def check_shards(config: Mapping[str, Any]) -> None:
     examples = training_examples(config["dataset"])
     if spectrum["max_samples"] is not None:
         examples = min(examples, spectrum["max_samples"])
-    batches = math.ceil(examples / spectrum["batch_size"])
+    batch_size = batch_size_of(config)
+    batches = math.ceil(examples / batch_size)
     if workers > batches:
         raise ValueError(
             f"spectrum.num_workers={workers}: the spectrum's {examples} training examples (dataset="
             f"{config['dataset']['name']}, spectrum.max_samples={show(spectrum['max_samples'])}) make only {batches} "
-            f"batch(es) of spectrum.batch_size={spectrum['batch_size']}, and each worker needs at least one; allowed: "
+            f"batch(es) of spectrum.batch_size={batch_size}, and each worker needs at least one; allowed: "
             f"at most {batches}, or a smaller spectrum.batch_size"
         )
 
