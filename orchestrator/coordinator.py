@@ -101,8 +101,16 @@ class SweepCoordinator:
                 self.trials[trial.trial_id] = trial
             done_before = {t.trial_id for t in self.book.finished_before(new)}
             self.skipped |= done_before
-            self.queue.extend(t for t in new if t.trial_id not in done_before)
-            if new and self.closed and any(t.trial_id not in done_before for t in new):
+            # A resume (or the same command again) while this coordinator lingers after its sweep: the trials it saw
+            # fail are run again, like any coordinator would.
+            again = [self.trials[t.trial_id] for t in trials
+                     if t.trial_id in self.outcomes and self.outcomes[t.trial_id].state != FINISHED]
+            for trial in again:
+                del self.outcomes[trial.trial_id]
+            to_queue = [t for t in new if t.trial_id not in done_before] + again
+            self.queue.extend(to_queue)
+            if to_queue and self.closed:
+                self.book.open()  # the parent run is RUNNING again
                 self.closed = False
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="coordinator", daemon=True)
@@ -130,6 +138,12 @@ class SweepCoordinator:
     def trial_started(self, trial_id: str) -> None:
         with self.lock:
             self.started.add(trial_id)
+
+    def owns(self, trial_id: str) -> bool:
+        """Whether a trial's task is still this owner's to run; its worker asks before each epoch and before it ends
+        the run, so a task that outlives a cancel (or a retry Ray starts after one) stops without writing. Lock-free:
+        the answer must not wait behind a tracking call."""
+        return not self.cancelled and trial_id in self.trials
 
     def cancel(self, reason: str = "cancelled by `sweep cancel`") -> int:
         """Stop every task of the sweep; their runs end KILLED (``sweep resume`` picks them up later)."""

@@ -49,6 +49,8 @@ class SweepBook:
         self.parent_run_id: Optional[str] = None
         self.run_ids: dict[str, str] = {}
         self._existing: dict[str, Run] = {}
+        # Trial id -> (run id, artifact URI) of every run the sweep has, found at open() or created since.
+        self._locations: dict[str, tuple[str, str]] = {}
 
     def _call(self, call: Callable[[], T], what: str) -> T:
         return retrying(call, self.outage_timeout, what)
@@ -59,6 +61,7 @@ class SweepBook:
         record = SweepRecord(plan.arguments, plan.multirun, plan.swept_keys, identity_config(plan.base_config))
         self.parent_run_id = self._call(lambda: self.tracker.ensure_parent(plan.sweep_id, record), "opening the sweep")
         self._existing = self._call(lambda: self.tracker.trial_runs(plan.sweep_id), "reading the sweep's runs")
+        self._locations = {tid: (run.info.run_id, run.info.artifact_uri) for tid, run in self._existing.items()}
 
     def finished_before(self, trials: Iterable[Trial]) -> list[Trial]:
         """Trials whose runs finished in an earlier launch: left alone."""
@@ -67,18 +70,19 @@ class SweepBook:
     def prepare(self, trial: Trial) -> TrialSpec:
         """The trial's run, created now (just before its task) or scheduled again, and the spec of its task."""
         assert self.parent_run_id is not None, "open() first"
-        existing = self._existing.get(trial.trial_id)
         plan = self.order.plan
-        if existing is None:
+        known = self._locations.get(trial.trial_id)
+        if known is None:
             run = self._call(lambda: self.tracker.open_trial_run(self.parent_run_id, plan.sweep_id, trial.trial_id,
                                                                  trial.overrides, trial.config), "creating a run")
             run_id, artifact_uri = run.run_id, run.artifact_uri
         else:
-            run_id, artifact_uri = existing.info.run_id, existing.info.artifact_uri
+            run_id, artifact_uri = known
             self._call(lambda: self.tracker.mark_scheduled(run_id), "scheduling a run")
+        self._locations[trial.trial_id] = run_id, artifact_uri
         self.run_ids[trial.trial_id] = run_id
         return TrialSpec(trial.trial_id, plan.sweep_id, run_id, self.order.worker_endpoint, trial.config,
-                         self.order.faults_for(trial), artifact_uri=artifact_uri, new_run=existing is None)
+                         self.order.faults_for(trial), artifact_uri=artifact_uri, new_run=known is None)
 
     def spectrum_spec(self, trial: Trial) -> SpectrumJobSpec:
         return SpectrumJobSpec(self.run_ids[trial.trial_id], self.order.worker_endpoint, trial.config,

@@ -4,6 +4,7 @@ signals; the pytest session's Ray serves as "the cluster" (`cluster.address`).""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -95,13 +96,14 @@ def test_two_concurrent_submissions_train_each_grid_point_once(tmp_path: Path, r
 
 def test_cancel_then_resume(tmp_path: Path, ray_address: str, mlflow_uri: str, experiment: str) -> None:
     where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
-    detached = run_sweep_cli("run", "--detach", "-m", "optimizer.lr=0.01,0.02", "model.hidden_sizes=[512]",
-                             "dataset=mnist5k", "trainer.epochs=40", "checkpoint.every=1", "sweep.name=stopped",
-                             *where, cwd=tmp_path)
+    # Each epoch pauses a second (a test-only fault): the trials are still running when the cancel comes.
+    detached = run_sweep_cli("run", "--detach", "-m", "optimizer.lr=0.01,0.02", "dataset=digits", "trainer.epochs=20",
+                             "checkpoint.every=1", "sweep.name=stopped", *where, cwd=tmp_path,
+                             env={"SWEEP_FAULTS": json.dumps({f"optimizer.lr={lr}": {"sleep_per_epoch_s": 1.0} for lr in (0.01, 0.02)})})
     assert detached.returncode == 0, detached.stdout + detached.stderr
     client = MlflowClient(mlflow_uri)
-    _wait_for(lambda: any(int(r.data.tags.get("epoch", 0)) >= 2 for r in _trial_runs(client, experiment)), 300,
-              "a trial's second epoch")
+    _wait_for(lambda: [int(r.data.tags.get("epoch", 0)) >= 2 for r in _trial_runs(client, experiment)] == [True] * 2,
+              300, "both trials' second epoch (each has a checkpoint to resume from)")
     cancelled = run_sweep_cli("cancel", "stopped", *where, cwd=tmp_path)
     assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
     assert "sweep stopped: cancelled (2 trial(s) stopped)" in cancelled.stdout

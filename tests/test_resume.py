@@ -84,9 +84,13 @@ def test_worker_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path, ray
 
 def _kill_driver_mid_sweep(common: list[str], tmp_path: Path, client: MlflowClient, experiment: str,
                            env: dict[str, str] | None = None) -> dict[str, Run]:
-    """`sweep run` of four trials (two short, two long), killed with SIGKILL once two finished and one is under way."""
+    """`sweep run` of four trials (two short, two long), killed with SIGKILL once two finished and one is under way.
+    The long ones pause a second before each epoch, so they are still running when the test looks, however loaded
+    the machine."""
+    faults = {"trainer.epochs=30": {"sleep_per_epoch_s": 1.0}}
     sweep = _popen_sweep("run", "-m", "trainer.epochs=2,30", "optimizer.lr=0.01,0.02", "model.hidden_sizes=[512]",
-                         "dataset=mnist5k", "checkpoint.every=1", "sweep.name=killed", *common, cwd=tmp_path, env=env)
+                         "dataset=mnist5k", "checkpoint.every=1", "sweep.name=killed", *common, cwd=tmp_path,
+                         env={**(env or {}), "SWEEP_FAULTS": json.dumps(faults)})
 
     def two_finished_one_running() -> bool:
         runs = _trial_runs(client, experiment)

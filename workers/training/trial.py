@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Optional
@@ -19,9 +20,10 @@ from torch import nn
 
 from workers.config_rules import is_retryable
 from workers.devices import resolve_device
+from workers.ownership import OwnerLost, check_owned
 from workers.placement import task_attempt
 from workers.run_logger import RunLogger
-from workers.spec import FAILED, FINISHED, TRAINED, RetryableTrialError, TrialOutcome, TrialSpec, spectrum_epochs
+from workers.spec import FAILED, FINISHED, KILLED, TRAINED, RetryableTrialError, TrialOutcome, TrialSpec, spectrum_epochs
 from workers.training.checkpoint import TrainingState, capture_rng, restore_rng
 from workers.training.checkpoint_store import CheckpointStore
 from workers.training.data import DatasetSplits, load_dataset
@@ -43,6 +45,14 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     Errors of a class the sweep lists in ``cluster.retry_exceptions`` (or of a subclass) are re-raised as
     :class:`RetryableTrialError` so that Ray retries the task.
     """
+    try:
+        check_owned(spec.owner, spec.trial_id)
+        return _run_owned_trial(spec)
+    except OwnerLost:
+        return TrialOutcome(spec.trial_id, spec.run_id, KILLED, {}, "cancelled by its owner")
+
+
+def _run_owned_trial(spec: TrialSpec) -> TrialOutcome:
     logger = RunLogger.for_run(spec.tracking, spec.run_id, spec.config["tracking"], spec.artifact_uri)
     # A run created for this task holds nothing on the task's first attempt; a Ray retry reads it back like a
     # resume. Outside Ray (the in-process executor, no owner) a task is never retried.
@@ -54,6 +64,8 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     try:
         with logger.beating():
             metrics = _train(spec, logger, fresh)
+    except OwnerLost:
+        raise
     except Exception as error:  # noqa: BLE001 - any trial error is recorded on the run, then reported
         message = f"{type(error).__name__}: {error}"
         if is_retryable(error, spec.config["cluster"]["retry_exceptions"]):
@@ -63,6 +75,7 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     if spec.config["spectrum"]["enabled"]:
         # The run ends when its spectrum job does; a failed job fails the trial, and a resume re-runs it.
         return TrialOutcome(spec.trial_id, spec.run_id, TRAINED, metrics)
+    check_owned(spec.owner, spec.trial_id)
     logger.finish()
     return TrialOutcome(spec.trial_id, spec.run_id, FINISHED, metrics)
 
@@ -89,6 +102,7 @@ def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
             logger.record_resume(resumed_from=epoch, recomputed=logged_through - epoch)
         metrics: dict[str, float] = {}
         for epoch in range(epoch, int(trainer["epochs"])):
+            check_owned(spec.owner, spec.trial_id)
             _inject_faults(spec.faults, epoch, model)
             lr = recipe.set_epoch(epoch)
             stats = train_one_epoch(model, recipe, splits, epoch, int(trainer["batch_size"]), generator, device, step)
@@ -142,7 +156,9 @@ def _checkpoint_due(completed_epochs: int, cfg: dict[str, Any]) -> bool:
 
 
 def _inject_faults(faults: dict[str, Any], epoch: int, model: nn.Module) -> None:
-    """Test-only failures at the start of a 0-based epoch: an exception, or weights that make the loss nan."""
+    """Test-only failures at the start of a 0-based epoch: an exception, or weights that make the loss nan; and a
+    pause before every epoch, for tests that act on a trial while it runs."""
+    time.sleep(float(faults.get("sleep_per_epoch_s", 0.0)))
     if faults.get("raise_at_epoch") == epoch:
         raise RuntimeError(f"injected failure at epoch {epoch + 1}")
     if faults.get("nan_at_epoch") == epoch:
