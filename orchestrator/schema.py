@@ -233,6 +233,13 @@ class SweepMetaConfig:
     # What a search (hydra/sweeper=optuna, ...) optimises: a metric of the trial's last epoch, maximised or minimised.
     objective: str = "test_acc"
     objective_mode: str = "max"
+    # A search's pruner (null: none; median: optuna's MedianPruner): a trial whose best objective so far is worse
+    # than the median of the earlier completed trials at the same epoch stops, its run KILLED with a `pruned` tag.
+    pruner: Optional[str] = None
+    # The pruner stops no trial until this many trials of the search have completed (pruned ones not counted).
+    pruner_startup_trials: int = 5
+    # The pruner judges no trial on its first this-many epochs; a trial it prunes stops at its next epoch.
+    pruner_warmup_epochs: int = 0
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from orchestrator.composition import Composer, to_container
+from orchestrator.composition import Composer, composer, to_container
 from orchestrator.errors import UserError
 from orchestrator.grid import single_valued
 from orchestrator.identity import sweep_id
@@ -20,6 +20,7 @@ from orchestrator.planning import SweepPlan
 from orchestrator.validation import validate
 
 SWEEPER_GROUP = "hydra/sweeper"
+PRUNER_KEY = "sweep.pruner"
 EXTRAS = {"optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna")}
 # What the driver appends to the user's overrides, in this order (the launcher drops them again to find the user's).
 DRIVER_KEYS = ("hydra.sweeper.n_trials", "hydra.sweeper.study_name", "hydra.sweeper.direction",
@@ -27,13 +28,30 @@ DRIVER_KEYS = ("hydra.sweeper.n_trials", "hydra.sweeper.study_name", "hydra.swee
 
 
 def sweeper_choice(arguments: Sequence[str]) -> Optional[str]:
-    """The sweeper the command line picks (``hydra/sweeper=optuna``), or None for the grid."""
+    """The sweeper the command line picks (``hydra/sweeper=optuna``), or None for the grid. Where the command is
+    routed is where a pruner meant for a search is refused on a grid, before anything is planned."""
     chosen = None
     for argument in arguments:
         key, sep, value = argument.partition("=")
         if sep and key.lstrip("+~") == SWEEPER_GROUP:
             chosen = value
-    return None if chosen in (None, "basic") else chosen
+    if chosen in (None, "basic"):
+        refuse_pruner_on_grid(arguments)
+        return None
+    return chosen
+
+
+def refuse_pruner_on_grid(arguments: Sequence[str]) -> None:
+    """A pruner stops a search's trials early on its sampler's behalf; a grid runs every point to its last epoch.
+    The pruner may come from the command line (swept or not) or from a preset."""
+    given = [a.partition("=")[2] for a in arguments if a.partition("=")[0].lstrip("+~") == PRUNER_KEY]
+    pruner = next((value for value in given if value != "null"), None)
+    if pruner is None:
+        with composer() as compose:
+            pruner = compose(single_valued(arguments)).sweep.pruner
+    if pruner is not None:
+        raise UserError(f"{PRUNER_KEY}={pruner}: a pruner stops the trials of a search (-m hydra/sweeper=optuna ...); "
+                        "a grid runs every point to its last epoch; allowed here: null")
 
 
 def require_extra(sweeper: str) -> None:

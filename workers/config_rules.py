@@ -33,6 +33,8 @@ TRAINER_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 SPECTRUM_DEVICES = ("auto", "cpu", "cuda")
 # Where the Lanczos basis may live (workers.curvature.job.BASIS_DEVICES): with the products, or in host memory.
 BASIS_DEVICES = (None, "cpu")
+# A search's pruners (orchestrator/study.py): none, or optuna's MedianPruner.
+PRUNERS = (None, "median")
 
 KEY_RULES: tuple[Rule, ...] = (
     ("trainer.epochs", *_AT_LEAST_ONE),
@@ -57,6 +59,9 @@ KEY_RULES: tuple[Rule, ...] = (
     ("spectrum.gpus_per_worker", lambda v: v >= 0, "a number >= 0"),
     ("spectrum.cpus_per_worker", lambda v: v > 0, "a number > 0"),
     ("spectrum.basis_device", lambda v: v in BASIS_DEVICES, "null or cpu"),
+    ("sweep.pruner", lambda v: v in PRUNERS, "null or " + " or ".join(p for p in PRUNERS if p)),
+    ("sweep.pruner_startup_trials", lambda v: v >= 0, "an integer >= 0"),
+    ("sweep.pruner_warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
 )
 
 
@@ -95,6 +100,23 @@ def check_config(config: Mapping[str, Any]) -> None:
     at_epochs = config["spectrum"]["at_epochs"]
     if any(not 1 <= epoch <= epochs for epoch in at_epochs):
         raise ValueError(f"spectrum.at_epochs={show(at_epochs)}: each epoch must be in [1, {epochs}]")
+    check_pruner(config)
+
+
+def check_pruner(config: Mapping[str, Any]) -> None:
+    """A pruner judges the epochs after its warm-up, and a trial it prunes stops at its next epoch, which must not be
+    its last: otherwise it could never stop a trial."""
+    sweep, epochs = config["sweep"], config["trainer"]["epochs"]
+    pruner, warmup = sweep["pruner"], sweep["pruner_warmup_epochs"]
+    if pruner is None or warmup + 3 <= epochs:
+        return
+    why = ("could never stop a trial (it judges the epochs after the warm-up and stops a trial at its next epoch, "
+           "before the last)")
+    if epochs >= 3:
+        raise ValueError(f"sweep.pruner_warmup_epochs={warmup}: with trainer.epochs={epochs} the pruner {why}; "
+                         f"allowed: at most {epochs - 3}, or trainer.epochs >= {warmup + 3}")
+    raise ValueError(f"trainer.epochs={epochs}: sweep.pruner={pruner} {why}; allowed with a pruner: trainer.epochs "
+                     f">= {warmup + 3}")
 
 
 def check_fits(config: Mapping[str, Any]) -> None:
