@@ -24,6 +24,7 @@ from orchestrator.planning import Trial
 from orchestrator.processes import is_running
 from orchestrator.ray_launcher import describe_failure, spectrum_task, train_task
 from orchestrator.sweep_book import SweepBook, SweepOrder
+from workers.ownership import GO, PRUNE, STOP
 from workers.spec import FINISHED, KILLED, TRAINED, TrialOutcome
 
 NAMESPACE = "curvature-sweeps"
@@ -54,6 +55,8 @@ class SweepProgress:
     outcomes: tuple[TrialOutcome, ...]
     # Set when the coordinator itself failed (e.g. the tracking server stayed away past tracking.outage_timeout).
     error: Optional[str] = None
+    # Trials its search pruned (their outcomes are KILLED, counted among the finished, not the failed).
+    pruned: tuple[str, ...] = ()
 
     @property
     def in_flight(self) -> int:
@@ -75,6 +78,13 @@ class SweepCoordinator:
         self.outcomes: dict[str, TrialOutcome] = {}
         self.skipped: set[str] = set()
         self.error: Optional[str] = None
+        # A search's exchange with its trials, under a lock of its own that no tracking call is ever made under:
+        # each epoch's objective as the trials report it, the driver's prune orders (trial id -> the epoch the
+        # decision was made on), and the trials that stopped on one.
+        self.exchange = threading.Lock()
+        self.reported: dict[str, dict[int, Optional[float]]] = {}
+        self.prune_orders: dict[str, int] = {}
+        self.pruned: set[str] = set()
         self.cancelled = False
         self.closed = False
         self.opened = False
@@ -102,9 +112,9 @@ class SweepCoordinator:
             done_before = {t.trial_id for t in self.book.finished_before(new)}
             self.skipped |= done_before
             # A resume (or the same command again) while this coordinator lingers after its sweep: the trials it saw
-            # fail are run again, like any coordinator would.
+            # fail are run again, like any coordinator would (a pruned trial did not fail).
             again = [self.trials[t.trial_id] for t in trials
-                     if t.trial_id in self.outcomes and self.outcomes[t.trial_id].state != FINISHED]
+                     if t.trial_id in self.outcomes and not self._done(t.trial_id)]
             for trial in again:
                 del self.outcomes[trial.trial_id]
             to_queue = [t for t in new if t.trial_id not in done_before] + again
@@ -122,10 +132,10 @@ class SweepCoordinator:
         with self.lock:
             in_flight = {t.trial_id for t, _ in self.pending.values()}
             running = len(in_flight & self.started)
-            failed = sum(o.state != FINISHED for o in self.outcomes.values())
+            failed = sum(not self._done(tid) for tid in self.outcomes)
             return SweepProgress(len(self.trials), len(self.queue) + len(in_flight) - running, running,
                                  len(self.outcomes) - failed, failed, len(self.skipped), self.closed,
-                                 tuple(self.outcomes.values()), self.error)
+                                 tuple(self.outcomes.values()), self.error, tuple(sorted(self.pruned)))
 
     def trial_states(self) -> dict[str, str]:
         """Trial id -> "queued" or "running" for every trial this owner has in hand."""
@@ -144,6 +154,26 @@ class SweepCoordinator:
         the run, so a task that outlives a cancel (or a retry Ray starts after one) stops without writing. Lock-free:
         the answer must not wait behind a tracking call."""
         return not self.cancelled and trial_id in self.trials
+
+    def report(self, trial_id: str, epoch: int, objective: Optional[float]) -> str:
+        """A trial's one call per epoch, once the epoch is logged: it records the epoch's objective (for a search's
+        pruner) and answers go, stop (no longer owned: as :meth:`owns` answering False) or prune. Never waits behind
+        a tracking call."""
+        if not self.owns(trial_id):
+            return STOP
+        with self.exchange:
+            self.reported.setdefault(trial_id, {})[epoch] = objective
+            return PRUNE if trial_id in self.prune_orders else GO
+
+    def reports(self, trial_ids: list[str]) -> dict[str, dict[int, Optional[float]]]:
+        """The per-epoch objectives the given trials have reported so far."""
+        with self.exchange:
+            return {tid: dict(self.reported[tid]) for tid in trial_ids if tid in self.reported}
+
+    def prune(self, trial_id: str, epoch: int) -> None:
+        """The search's pruner stops a trial on its report of ``epoch``: its next report is answered "prune"."""
+        with self.exchange:
+            self.prune_orders.setdefault(trial_id, epoch)
 
     def cancel(self, reason: str = "cancelled by `sweep cancel`") -> int:
         """Stop every task of the sweep; their runs end KILLED (``sweep resume`` picks them up later)."""
@@ -227,13 +257,21 @@ class SweepCoordinator:
             return
         self.started.discard(trial.trial_id)
         self.outcomes[trial.trial_id] = outcome
+        with self.exchange:
+            # Only a prune order stops a trial KILLED while its sweep is not cancelled (a cancel ends its runs).
+            if outcome.state == KILLED and trial.trial_id in self.prune_orders and not self.cancelled:
+                self.pruned.add(trial.trial_id)
 
     def _close(self) -> None:
         trials = list(self.trials.values())
-        all_finished = all(t.trial_id in self.skipped or
-                           (t.trial_id in self.outcomes and self.outcomes[t.trial_id].state == FINISHED) for t in trials)
+        all_finished = all(t.trial_id in self.skipped or (t.trial_id in self.outcomes and self._done(t.trial_id))
+                           for t in trials)
         self.book.close(trials, all_finished, KILLED if self.cancelled else None)
         self.closed = True
+
+    def _done(self, trial_id: str) -> bool:
+        """Whether a trial with an outcome needs nothing more: it finished, or its search pruned it."""
+        return self.outcomes[trial_id].state == FINISHED or trial_id in self.pruned
 
 
 

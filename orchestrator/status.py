@@ -12,16 +12,19 @@ from mlflow.entities import Run
 from rich.console import Console
 from rich.table import Table
 
+from workers.ownership import PRUNED_TAG
 from workers.run_logger import HEARTBEAT_INTERVAL_TAG, HEARTBEAT_TAG, NODE_ID_TAG, NODE_TAG
 
-FINISHED, RUNNING, FAILED, KILLED, STALE, PENDING, QUEUED = (
-    "finished", "running", "failed", "killed", "stale", "pending", "queued")
+FINISHED, RUNNING, FAILED, KILLED, STALE, PENDING, QUEUED, PRUNED = (
+    "finished", "running", "failed", "killed", "stale", "pending", "queued", "pruned")
+# The states that need nothing more: a search's pruned trial is done, not failed.
+DONE = (FINISHED, PRUNED)
 # A run is stale after this many missed beats of its own interval, plus this slack for skewed clocks.
 STALE_AFTER_BEATS, CLOCK_SKEW_S = 4, 60.0
 # Runs recorded before the interval was recorded.
 DEFAULT_INTERVAL_S = 30.0
 STATE_STYLE = {FINISHED: "green", RUNNING: "cyan", FAILED: "red", KILLED: "magenta", STALE: "yellow", PENDING: "dim",
-               QUEUED: "dim"}
+               QUEUED: "dim", PRUNED: "blue"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ def trial_state(run: Run, now: Optional[float] = None) -> str:
     if status == "FAILED":
         return FAILED
     if status == "KILLED":
-        return KILLED
+        # Stopped by its search's pruner (tagged with the epoch it stopped at), or cancelled.
+        return PRUNED if PRUNED_TAG in run.data.tags else KILLED
     if status == "RUNNING":
         tags = run.data.tags
         beat = float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))

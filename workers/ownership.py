@@ -1,33 +1,62 @@
-"""Asking a trial's owner (the sweep's coordinator) whether the trial is still its to run.
+"""A trial's exchanges with its owner (the sweep's coordinator): whether the trial is still its to run, and, once an
+epoch is logged, the epoch's objective for a search's pruner.
 
 A force-cancelled task can outlive its cancel by moments, and Ray may even start a retry of it; a coordinator can be
 lost while its tasks run on. Either way, the task must stop without writing to its run: the run now belongs to
-whoever resumes the sweep.
+whoever resumes the sweep. A search's pruner may also decide that a trial is not worth its remaining epochs: the
+trial then ends its run KILLED with the ``pruned`` tag and its task returns.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 # An owner busy for longer than this is given the benefit of the doubt: the trial goes on.
 OWNER_ANSWER_S = 10.0
+# The owner's answers to a trial's epoch report.
+GO, STOP, PRUNE = "go", "stop", "prune"
+# Tag of a run its search pruned: the epoch it stopped at (its run ends KILLED, not FAILED).
+PRUNED_TAG = "pruned"
 
 
 class OwnerLost(Exception):
     """The trial's owner cancelled it or is gone: stop, and write nothing more to the run."""
 
 
+class TrialPruned(Exception):
+    """The search's pruner stopped the trial after ``epoch`` epochs, whose metrics were the last."""
+
+    def __init__(self, epoch: int, metrics: dict[str, float]) -> None:
+        super().__init__(f"pruned at epoch {epoch}")
+        self.epoch = epoch
+        self.metrics = metrics
+
+
 def check_owned(owner: Any, trial_id: str) -> None:
     """Raise :class:`OwnerLost` unless ``owner`` (an actor handle, or None outside Ray) still owns the trial."""
+    if _ask(owner, lambda: owner.owns.remote(trial_id), True) is False:
+        raise OwnerLost(trial_id)
+
+
+def report_epoch(owner: Any, trial_id: str, epoch: int, objective: Optional[float]) -> bool:
+    """Tell the owner an epoch's objective (one call per epoch, which is also the ownership check); raise
+    :class:`OwnerLost` when the trial is no longer its; True when its search pruned it."""
+    answer = _ask(owner, lambda: owner.report.remote(trial_id, epoch, objective), GO)
+    if answer in (False, STOP):
+        raise OwnerLost(trial_id)
+    return answer == PRUNE
+
+
+def _ask(owner: Any, call: Callable[[], Any], benefit_of_doubt: Any) -> Any:
+    """The owner's answer; ``benefit_of_doubt`` when there is no owner or it is too busy to answer, False when it
+    is gone."""
     if owner is None:
-        return
+        return benefit_of_doubt
     import ray
 
     try:
-        owned = ray.get(owner.owns.remote(trial_id), timeout=OWNER_ANSWER_S)
+        return ray.get(call(), timeout=OWNER_ANSWER_S)
     except ray.exceptions.GetTimeoutError:
-        return
+        return benefit_of_doubt
     except ray.exceptions.RayActorError:
-        owned = False
-    if not owned:
-        raise OwnerLost(trial_id)
+        return False

@@ -16,13 +16,16 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from mlflow.entities import RunTag
 from torch import nn
 
 from workers.config_rules import is_retryable
 from workers.devices import resolve_device
-from workers.ownership import OwnerLost, check_owned
+from workers.ownership import PRUNED_TAG, OwnerLost, TrialPruned, check_owned, report_epoch
+from workers.retry import retrying
 from workers.placement import task_attempt
 from workers.run_logger import RunLogger
+from workers.run_status import set_run_status
 from workers.spec import FAILED, FINISHED, KILLED, TRAINED, RetryableTrialError, TrialOutcome, TrialSpec, spectrum_epochs
 from workers.training.checkpoint import TrainingState, capture_rng, restore_rng
 from workers.training.checkpoint_store import CheckpointStore
@@ -66,6 +69,9 @@ def _run_owned_trial(spec: TrialSpec) -> TrialOutcome:
             metrics = _train(spec, logger, fresh)
     except OwnerLost:
         raise
+    except TrialPruned as pruned:
+        _end_pruned(logger, pruned.epoch)
+        return TrialOutcome(spec.trial_id, spec.run_id, KILLED, pruned.metrics, str(pruned))
     except Exception as error:  # noqa: BLE001 - any trial error is recorded on the run, then reported
         message = f"{type(error).__name__}: {error}"
         if is_retryable(error, spec.config["cluster"]["retry_exceptions"]):
@@ -84,6 +90,7 @@ def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
     """``fresh``: the run holds no metrics or checkpoints yet, so none are looked for."""
     cfg = spec.config
     trainer = cfg["trainer"]
+    objective = cfg["sweep"]["objective"]
     torch.set_num_threads(max(1, int(cfg["cluster"]["num_cpus"])))
     device = resolve_device(trainer["device"])
     seed_everything(int(trainer["seed"]))
@@ -102,7 +109,6 @@ def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
             logger.record_resume(resumed_from=epoch, recomputed=logged_through - epoch)
         metrics: dict[str, float] = {}
         for epoch in range(epoch, int(trainer["epochs"])):
-            check_owned(spec.owner, spec.trial_id)
             _inject_faults(spec.faults, epoch, model)
             lr = recipe.set_epoch(epoch)
             stats = train_one_epoch(model, recipe, splits, epoch, int(trainer["batch_size"]), generator, device, step)
@@ -114,6 +120,11 @@ def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
             metrics.update(_evaluate_all(model, averaged, splits, int(trainer["eval_batch_size"]), device))
             if epoch + 1 > logged_through:
                 logger.log_epoch(epoch + 1, metrics)
+            # The epoch's one call to the owner: go on, stop (cancelled: write nothing more), or pruned. A prune
+            # that comes with the last epoch is moot: the trial has done all its work and finishes.
+            pruned = report_epoch(spec.owner, spec.trial_id, epoch + 1, metrics.get(objective))
+            if pruned and epoch + 1 < int(trainer["epochs"]):
+                raise TrialPruned(epoch + 1, metrics)
             if _checkpoint_due(epoch + 1, cfg):
                 state = TrainingState(epoch + 1, step, model.state_dict(), recipe.state_dict(), capture_rng(generator),
                                       averaged.state_dict() if averaged is not None else None)
@@ -122,6 +133,15 @@ def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
                 logger.record_checkpoint(epoch + 1, deferred=True)
         logger.flush()
         return metrics
+
+
+def _end_pruned(logger: RunLogger, epoch: int) -> None:
+    """The run of a pruned trial ends KILLED (stopped on purpose, not failed), tagged with the epoch it stopped at."""
+    logger.flush()
+    client, run_id = logger.client, logger.run_id
+    retrying(lambda: client.log_batch(run_id, tags=[RunTag(PRUNED_TAG, str(epoch))]), logger.outage_timeout,
+             f"tagging the pruned run {run_id}")
+    retrying(lambda: set_run_status(client, run_id, KILLED), logger.outage_timeout, f"ending the pruned run {run_id}")
 
 
 def _resume(store: "CheckpointStore", model: nn.Module, recipe: Recipe, generator: torch.Generator) -> tuple[int, int]:
