@@ -2,7 +2,8 @@
 whose batches our launcher (hydra_plugins/curvature_sweeps) runs through the sweep's coordinator, as a grid's trials
 run. The study lives under the sweep's store (orchestrator/study.py), so the same command run again continues it:
 only the trials still missing from ``hydra.sweeper.n_trials`` are asked for, and a trial whose config the sweep has
-already finished reuses its run.
+already finished (or pruned) reuses its run. With ``sweep.pruner=median`` the search stops unpromising trials early
+(orchestrator/search_batch.py): a pruned trial is done, not failed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from orchestrator.errors import UserError
 from orchestrator.planning import SweepPlan
 from orchestrator.ray_cluster import check_reachable as check_ray_reachable, resolve_address
 from orchestrator.search_plan import driver_overrides, plan_search, require_extra
-from orchestrator.status import FINISHED, render, trial_status
+from orchestrator.status import DONE, PRUNED, render, trial_status
 from orchestrator.store_lock import store_lock
 from orchestrator.study import completed_trials, study_path
 from orchestrator.tracking import SweepTracker, check_reachable, resolve_target
@@ -59,8 +60,10 @@ def run_search(arguments: Sequence[str], sweeper: str, multirun: bool, console: 
         refuse_changed_base(record, plan)
     path = study_path(target, plan.sweep_id)
     done = completed_trials(path, plan.sweep_id)
+    pruner = plan.base_config["sweep"]["pruner"]
     console.print(f"sweep [bold]{plan.sweep_id}[/]: {sweeper} search, {n_trials} trial(s), "
-                  f"{max(n_trials - done, 0)} to run{f', {done} done' if done else ''}; launcher ray")
+                  f"{max(n_trials - done, 0)} to run{f', {done} done' if done else ''}; launcher ray"
+                  f"{f'; {pruner} pruner' if pruner else ''}")
     error = None
     if done < n_trials:
         with ExitStack() as stack:
@@ -124,7 +127,11 @@ def _summarise(plan: SweepPlan, reader: SweepTracker, console: Console, ok: bool
     runs = reader.trial_runs(plan.sweep_id)
     statuses = [trial_status(run) for run in runs.values()]
     render(statuses, f"sweep {plan.sweep_id}", console)
-    failed = sum(s.state != FINISHED for s in statuses)
+    failed = sum(s.state not in DONE for s in statuses)
+    pruned = sum(s.state == PRUNED for s in statuses)
+    if pruned:
+        console.print(f"{pruned} of {len(statuses)} trial(s) pruned: stopped early, their runs KILLED with a "
+                      "`pruned` tag")
     if failed:
         console.print(f"[red]{failed} of {len(statuses)} trial(s) did not finish[/]")
     return 0 if ok and not failed else 1

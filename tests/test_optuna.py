@@ -3,6 +3,7 @@ and a stock MLflow server; the study continues when the same command runs again.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -83,16 +84,43 @@ def test_without_the_extra_one_line_names_it(monkeypatch: pytest.MonkeyPatch, ca
     assert not (tmp_path / ".sweeps").exists()
 
 
-@pytest.mark.parametrize("override, message", [
-    ("sweep.objective_mode=best", "sweep.objective_mode=best: must be max or min"),
-    ("sweep.objective=accuracy", "sweep.objective=accuracy: must be one of test_acc"),
+@pytest.mark.parametrize("overrides, message", [
+    (["sweep.objective_mode=best"], "sweep.objective_mode=best: must be max or min"),
+    (["sweep.objective=accuracy"], "sweep.objective=accuracy: must be one of test_acc"),
+    (["sweep.pruner=mean"], "sweep.pruner=mean: must be null or median"),
+    (["sweep.pruner=median", "sweep.pruner_startup_trials=-1"],
+     "sweep.pruner_startup_trials=-1: must be an integer >= 0"),
+    (["sweep.pruner=median", "sweep.pruner_warmup_epochs=-1"],
+     "sweep.pruner_warmup_epochs=-1: must be an integer >= 0"),
+    (["sweep.pruner=median", "sweep.pruner_warmup_epochs=3", "trainer.epochs=5"],
+     "sweep.pruner_warmup_epochs=3: with trainer.epochs=5 the pruner could never stop a trial"),
+    (["sweep.pruner=median", "trainer.epochs=2"], "trainer.epochs=2: sweep.pruner=median could never stop a trial"),
 ])
-def test_objective_is_checked_before_launch(override: str, message: str, capsys: pytest.CaptureFixture[str],
-                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_objective_and_pruner_are_checked_before_launch(overrides: list[str], message: str,
+                                                        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    code = main(["run", "-m", "hydra/sweeper=optuna", "optimizer.lr=interval(0.001,0.1)", "dataset=digits", override])
+    code = main(["run", "-m", "hydra/sweeper=optuna", "optimizer.lr=interval(0.001,0.1)", "dataset=digits",
+                 *overrides])
+    err = capsys.readouterr().err
     assert code == 2
-    assert message in capsys.readouterr().err
+    assert err.strip().count("\n") == 0, err
+    assert message in err
+    assert not (tmp_path / ".sweeps").exists()
+
+
+@pytest.mark.parametrize("where", ["command line", "preset"])
+def test_a_pruner_on_a_grid_is_refused_before_launch(where: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    # The sweep node of the config, set as an override of the whole node (as a preset would set it).
+    pruner = ["sweep.pruner=median"] if where == "command line" else ["sweep={pruner:median}"]
+    code = main(["run", "-m", "optimizer.lr=0.01,0.1", "dataset=digits", *pruner])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == ("error: sweep.pruner=median: a pruner stops the trials of a search (-m hydra/sweeper=optuna "
+                           "...); a grid runs every point to its last epoch; allowed here: null"), err
+    assert not (tmp_path / ".sweeps").exists()
 
 
 @pytest.mark.slow
@@ -110,3 +138,57 @@ def test_a_config_proposed_again_reuses_its_run(tmp_path: Path, ray_address: str
     assert len({c.data.tags["trial_id"] for c in children}) == len(children)
     again = run_sweep_cli(*args, cwd=tmp_path)
     assert "4 trial(s), 0 to run, 4 done" in again.stdout, again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_median_pruner_stops_a_clearly_worse_trial(tmp_path: Path, ray_address: str, mlflow_uri: str,
+                                                   experiment: str) -> None:
+    # TPE's seeded startup proposes lr 0.1, then 0.0001 (and 0.0001 again when the search continues with seed 12):
+    # the second trial learns next to nothing in its first epoch, far below the first trial's, and is pruned. Its
+    # epochs pause (a test-only fault) so that the prune order always reaches it before its last epoch.
+    where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
+
+    def search(n_trials: int) -> list[str]:
+        return ["run", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=tpe", f"hydra.sweeper.n_trials={n_trials}",
+                "hydra.sweeper.n_jobs=1", "hydra.sweeper.sampler.seed=10", "optimizer.lr=choice(0.1,0.0001)",
+                "dataset=digits", "trainer.epochs=4", "sweep.pruner=median", "sweep.pruner_startup_trials=1", *where]
+
+    faults = {"SWEEP_FAULTS": json.dumps({"optimizer.lr=0.0001": {"sleep_per_epoch_s": 1.5}})}
+    result = run_sweep_cli(*search(2), cwd=tmp_path, env=faults)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 of 2 trial(s) pruned" in result.stdout
+    client = MlflowClient(mlflow_uri)
+    runs = {float(c.data.params["optimizer.lr"]): c for c in _runs(client, experiment, "trial")}
+    assert set(runs) == {0.1, 0.0001}
+    good, pruned = runs[0.1], runs[0.0001]
+    assert good.info.status == "FINISHED"
+    assert pruned.info.status == "KILLED" and "error" not in pruned.data.tags
+    logged = [m.step for m in client.get_metric_history(pruned.info.run_id, "test_acc")]
+    assert sorted(logged) == list(range(1, int(pruned.data.tags["pruned"]) + 1)) and len(logged) < 4
+    (parent,) = _runs(client, experiment, "sweep")
+    assert parent.info.status == "FINISHED" and parent.data.tags["best_run_id"] == good.info.run_id
+
+    # The study holds the epochs the pruned trial reported; it is marked pruned, with its last value.
+    import optuna
+
+    from orchestrator.study import open_storage
+
+    sweep_id = parent.data.tags["sweep_id"]
+    study = optuna.load_study(study_name=sweep_id,
+                              storage=open_storage(str(tmp_path / ".sweeps" / "studies" / f"{sweep_id}.db")))
+    first, second = study.trials
+    assert sorted(first.intermediate_values) == [1, 2, 3, 4] and "pruned" not in first.user_attrs
+    assert second.user_attrs["pruned"] == len(logged) and sorted(second.intermediate_values) == sorted(logged)
+    assert second.value == pytest.approx(pruned.data.metrics["test_acc"])
+
+    status = run_sweep_cli("status", *where, cwd=tmp_path)
+    assert status.returncode == 0, status.stdout + status.stderr
+    (row,) = [line for line in status.stdout.splitlines() if pruned.data.tags["trial_id"] in line]
+    assert "pruned" in row
+
+    # Continued: the sampler proposes the pruned config again; it is neither run again nor counted as failed.
+    more = run_sweep_cli(*search(3), cwd=tmp_path, env=faults)
+    assert more.returncode == 0, more.stdout + more.stderr
+    assert "3 trial(s), 1 to run, 2 done" in more.stdout
+    after = {c.info.run_id: (c.info.status, c.info.end_time) for c in _runs(client, experiment, "trial")}
+    assert after == {c.info.run_id: (c.info.status, c.info.end_time) for c in (good, pruned)}
