@@ -23,6 +23,7 @@ no experiment, no run; the local store is never created):
 | `dataset=digits spectrum=slq spectrum.num_workers=3 spectrum.batch_size=800` (1,438 examples: 2 batches) | same |
 | `dataset=digits spectrum=slq spectrum.bn_mode=train spectrum.num_workers=13` (batches of trainer.batch_size=128: 12) | same |
 | `sweep.name="it's"`, `sweep.name=" padded"` | MLflow's run search cannot hold the name |
+| `optimizer.lr=0.01,0.1 sweep.pruner=median` (a grid) | a pruner stops a search's trials (test_optuna.py: its settings) |
 | `tracking.local_dir=<a file>/store`, `tracking.local_dir=/proc/...` (no tracking URI) | cannot create the store |
 | `tracking.uri=http://127.0.0.1:<unused port>` | no MLflow server answers |
 | `cluster.address=127.0.0.1:<unused port>` | no Ray cluster answers |
@@ -99,6 +100,9 @@ BAD_INPUTS = [
     (['sweep.name="it\'s"'], "sweep.name=it's: must be at most 250 printable characters without ' (MLflow's run "
                              "search quotes the name) and without leading or trailing spaces"),
     (['sweep.name=" padded"'], "sweep.name= padded: must be at most 250 printable characters without '"),
+    (["optimizer.lr=0.01,0.1", "sweep.pruner=median"],
+     "sweep.pruner=median: a pruner stops the trials of a search (-m hydra/sweeper=optuna ...); a grid runs every "
+     "point to its last epoch; allowed here: null"),
 ]
 
 
