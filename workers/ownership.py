@@ -34,29 +34,29 @@ class TrialPruned(Exception):
 
 def check_owned(owner: Any, trial_id: str) -> None:
     """Raise :class:`OwnerLost` unless ``owner`` (an actor handle, or None outside Ray) still owns the trial."""
-    if _ask(owner, lambda: owner.owns.remote(trial_id), True) is False:
+    if not _ask(owner, lambda: owner.owns.remote(trial_id), unanswered=True, gone=False):
         raise OwnerLost(trial_id)
 
 
 def report_epoch(owner: Any, trial_id: str, epoch: int, objective: Optional[float]) -> bool:
     """Tell the owner an epoch's objective (one call per epoch, which is also the ownership check); raise
     :class:`OwnerLost` when the trial is no longer its; True when its search pruned it."""
-    answer = _ask(owner, lambda: owner.report.remote(trial_id, epoch, objective), GO)
-    if answer in (False, STOP):
+    answer = _ask(owner, lambda: owner.report.remote(trial_id, epoch, objective), unanswered=GO, gone=STOP)
+    if answer == STOP:
         raise OwnerLost(trial_id)
     return answer == PRUNE
 
 
-def _ask(owner: Any, call: Callable[[], Any], benefit_of_doubt: Any) -> Any:
-    """The owner's answer; ``benefit_of_doubt`` when there is no owner or it is too busy to answer, False when it
-    is gone."""
+def _ask(owner: Any, call: Callable[[], Any], unanswered: Any, gone: Any) -> Any:
+    """The owner's answer; ``unanswered`` without an owner (outside Ray) or when it is too busy to answer in time,
+    ``gone`` when it has exited."""
     if owner is None:
-        return benefit_of_doubt
+        return unanswered
     import ray
 
     try:
         return ray.get(call(), timeout=OWNER_ANSWER_S)
     except ray.exceptions.GetTimeoutError:
-        return benefit_of_doubt
+        return unanswered
     except ray.exceptions.RayActorError:
-        return False
+        return gone
