@@ -28,7 +28,7 @@ from orchestrator.search_plan import plan_search, user_arguments
 from orchestrator.study import StudyPruner
 from orchestrator.tracking import SweepTracker, resolve_target
 from orchestrator.validation import validate_trial
-from workers.ownership import PRUNED_TAG
+from workers.run_logger import PRUNED_TAG
 from workers.spec import FINISHED, KILLED, TrialOutcome
 from workers.tracking_endpoint import TrackingEndpoint
 

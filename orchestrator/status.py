@@ -12,8 +12,7 @@ from mlflow.entities import Run
 from rich.console import Console
 from rich.table import Table
 
-from workers.ownership import PRUNED_TAG
-from workers.run_logger import HEARTBEAT_INTERVAL_TAG, HEARTBEAT_TAG, NODE_ID_TAG, NODE_TAG
+from workers.run_logger import HEARTBEAT_INTERVAL_TAG, HEARTBEAT_TAG, NODE_ID_TAG, NODE_TAG, PRUNED_TAG
 
 FINISHED, RUNNING, FAILED, KILLED, STALE, PENDING, QUEUED, PRUNED = (
     "finished", "running", "failed", "killed", "stale", "pending", "queued", "pruned")

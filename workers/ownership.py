@@ -15,8 +15,6 @@ from typing import Any, Callable, Optional
 OWNER_ANSWER_S = 10.0
 # The owner's answers to a trial's epoch report.
 GO, STOP, PRUNE = "go", "stop", "prune"
-# Tag of a run its search pruned: the epoch it stopped at (its run ends KILLED, not FAILED).
-PRUNED_TAG = "pruned"
 
 
 class OwnerLost(Exception):

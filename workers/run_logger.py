@@ -36,6 +36,8 @@ CHECKPOINT_EPOCH_TAG = "checkpoint_epoch"
 NODE_TAG, NODE_ID_TAG = "node", "node_id"
 # The Ray node ids of a sharded spectrum job's workers, by rank.
 SPECTRUM_NODES_TAG = "spectrum_nodes"
+# Set on a run its search pruned: the epoch it stopped at (the run ends KILLED, not FAILED).
+PRUNED_TAG = "pruned"
 
 
 class RunLogger:
@@ -157,6 +159,14 @@ class RunLogger:
     def finish(self) -> None:
         self.flush()
         self._call(lambda: set_run_status(self.client, self.run_id, "FINISHED"), "finishing")
+
+    def end_pruned(self, epoch: int) -> None:
+        """A search's pruner stopped the trial after ``epoch`` epochs: the run ends KILLED (stopped on purpose, not
+        failed), tagged with that epoch."""
+        tags = [*self._pending.values(), RunTag(PRUNED_TAG, str(epoch))]
+        self._call(lambda: self.client.log_batch(self.run_id, tags=tags), "tagging the pruned run")
+        self._pending.clear()
+        self._call(lambda: set_run_status(self.client, self.run_id, "KILLED"), "ending the pruned run")
 
     def fail(self, message: str, traceback_text: str) -> None:
         secrets = self.endpoint.secrets

@@ -16,16 +16,13 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from mlflow.entities import RunTag
 from torch import nn
 
 from workers.config_rules import is_retryable
 from workers.devices import resolve_device
-from workers.ownership import PRUNED_TAG, OwnerLost, TrialPruned, check_owned, report_epoch
-from workers.retry import retrying
+from workers.ownership import OwnerLost, TrialPruned, check_owned, report_epoch
 from workers.placement import task_attempt
 from workers.run_logger import RunLogger
-from workers.run_status import set_run_status
 from workers.spec import FAILED, FINISHED, KILLED, TRAINED, RetryableTrialError, TrialOutcome, TrialSpec, spectrum_epochs
 from workers.training.checkpoint import TrainingState, capture_rng, restore_rng
 from workers.training.checkpoint_store import CheckpointStore
@@ -70,7 +67,7 @@ def _run_owned_trial(spec: TrialSpec) -> TrialOutcome:
     except OwnerLost:
         raise
     except TrialPruned as pruned:
-        _end_pruned(logger, pruned.epoch)
+        logger.end_pruned(pruned.epoch)
         return TrialOutcome(spec.trial_id, spec.run_id, KILLED, pruned.metrics, str(pruned))
     except Exception as error:  # noqa: BLE001 - any trial error is recorded on the run, then reported
         message = f"{type(error).__name__}: {error}"
@@ -133,15 +130,6 @@ def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
                 logger.record_checkpoint(epoch + 1, deferred=True)
         logger.flush()
         return metrics
-
-
-def _end_pruned(logger: RunLogger, epoch: int) -> None:
-    """The run of a pruned trial ends KILLED (stopped on purpose, not failed), tagged with the epoch it stopped at."""
-    logger.flush()
-    client, run_id = logger.client, logger.run_id
-    retrying(lambda: client.log_batch(run_id, tags=[RunTag(PRUNED_TAG, str(epoch))]), logger.outage_timeout,
-             f"tagging the pruned run {run_id}")
-    retrying(lambda: set_run_status(client, run_id, KILLED), logger.outage_timeout, f"ending the pruned run {run_id}")
 
 
 def _resume(store: "CheckpointStore", model: nn.Module, recipe: Recipe, generator: torch.Generator) -> tuple[int, int]:
