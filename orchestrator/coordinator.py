@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import ray
 
@@ -97,12 +97,15 @@ class SweepCoordinator:
 
     # --- the CLI's calls -------------------------------------------------------------------------------------------
 
-    def submit(self, trials: list[Trial]) -> dict[str, int]:
+    def submit(self, trials: list[Trial], faults: Optional[Mapping[str, Mapping[str, Any]]] = None) -> dict[str, int]:
         """Take the grid points this sweep does not have yet; returns how many are new and how many it holds, or
-        ``{"closing": 1}`` when this coordinator has finished and is about to exit (the caller makes a new one)."""
+        ``{"closing": 1}`` when this coordinator has finished and is about to exit (the caller makes a new one).
+        ``faults``: the submitting command's test-only faults, which apply to the trials launched from now on."""
         with self.lock:
             if self.exiting:
                 return {"closing": 1}
+            if faults is not None:
+                self.book.order = dataclasses.replace(self.book.order, faults=faults)
             if not self.opened:
                 self.book.open()
                 self.opened = True

@@ -65,7 +65,7 @@ def submit_to_coordinator(order: SweepOrder, console: Console, detached: bool) -
         # A coordinator that just finished this sweep may still be lingering: it refuses, exits, and a new one is made.
         coordinator = coordinator_actor(order, detached)
         try:
-            accepted = ray.get(coordinator.submit.remote(list(order.plan.trials)))
+            accepted = ray.get(coordinator.submit.remote(list(order.plan.trials), order.faults))
         except ray.exceptions.RayActorError:
             accepted = {"closing": 1}
         if "closing" not in accepted:

@@ -119,7 +119,7 @@ class BatchRunner:
         for attempt in range(ATTEMPTS):
             coordinator = coordinator_actor(order, detached=False)
             try:
-                ray.get(coordinator.submit.remote(trials))
+                ray.get(coordinator.submit.remote(trials, order.faults))
                 while ids & set(ray.get(coordinator.trial_states.remote())):
                     if watch is not None:
                         watch.judge(coordinator)

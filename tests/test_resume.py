@@ -16,17 +16,12 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from sweep_cli import run_sweep_cli
+from tracking_servers import StockServer
 from orchestrator.cli import main
 
 pytestmark = pytest.mark.slow
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr")
-
-
-@pytest.fixture(params=["stock-sqlite", "stock-postgres"])
-def server_uri(request: pytest.FixtureRequest) -> str:
-    """A stock `mlflow server` (proxied artifacts) on SQLite, and on a real PostgreSQL."""
-    return request.getfixturevalue("stock_server" if request.param == "stock-sqlite" else "postgres_server").uri
 
 
 def _trial_runs(client: MlflowClient, experiment: str) -> list[Run]:
@@ -54,9 +49,10 @@ def _popen_sweep(*args: str, cwd: Path, env: dict[str, str] | None = None) -> su
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
-def test_worker_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path, ray_address: str, server_uri: str,
-                                                             experiment: str) -> None:
-    mlflow_uri = server_uri
+def test_worker_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path, ray_address: str,
+                                                             postgres_server: StockServer, experiment: str) -> None:
+    """A stock server on PostgreSQL; the driver-death tests below run on the stock SQLite one."""
+    mlflow_uri = postgres_server.uri
     epochs, every = 8, 2
     sweep = _popen_sweep("run", "model.hidden_sizes=[1024,1024]", f"trainer.epochs={epochs}", f"checkpoint.every={every}",
                          f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}",
@@ -87,9 +83,9 @@ def _kill_driver_mid_sweep(common: list[str], tmp_path: Path, client: MlflowClie
     """`sweep run` of four trials (two short, two long), killed with SIGKILL once two finished and one is under way.
     The long ones pause a second before each epoch, so they are still running when the test looks, however loaded
     the machine."""
-    faults = {"trainer.epochs=30": {"sleep_per_epoch_s": 1.0}}
-    sweep = _popen_sweep("run", "-m", "trainer.epochs=2,30", "optimizer.lr=0.01,0.02", "model.hidden_sizes=[512]",
-                         "dataset=mnist5k", "checkpoint.every=1", "sweep.name=killed", *common, cwd=tmp_path,
+    faults = {"trainer.epochs=20": {"sleep_per_epoch_s": 1.0}}
+    sweep = _popen_sweep("run", "-m", "trainer.epochs=2,20", "optimizer.lr=0.01,0.02", "dataset=digits",
+                         "checkpoint.every=1", "sweep.name=killed", *common, cwd=tmp_path,
                          env={**(env or {}), "SWEEP_FAULTS": json.dumps(faults)})
 
     def two_finished_one_running() -> bool:
@@ -159,9 +155,8 @@ def test_cluster_driver_killed_then_resume_attaches_to_the_live_coordinator(tmp_
     assert all(r.data.tags["attempts"] == "1" for r in _trial_runs(client, experiment)), "no trial ran twice"
 
 
-def test_failed_trials_are_reported_then_resumed_alone(tmp_path: Path, ray_address: str, server_uri: str,
+def test_failed_trials_are_reported_then_resumed_alone(tmp_path: Path, ray_address: str, mlflow_uri: str,
                                                        experiment: str, capsys: pytest.CaptureFixture[str]) -> None:
-    mlflow_uri = server_uri
     common = ["dataset=digits", "trainer.epochs=4", f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}",
               f"cluster.address={ray_address}", "cluster.num_cpus=0.5"]
     faults = {"optimizer.lr=0.02": {"raise_at_epoch": 2}, "optimizer.lr=0.03": {"nan_at_epoch": 1}}

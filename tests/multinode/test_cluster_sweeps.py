@@ -3,6 +3,7 @@ node's trial resumes on another node in the same run, against every store a lab 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -92,13 +93,17 @@ def test_trials_spread_over_the_nodes_and_record_theirs(two_workers: RayCluster,
 
 
 def test_a_lost_node_s_trial_resumes_on_another_node(two_workers: RayCluster, store: Store, tmp_path: Path) -> None:
-    epochs, every = 12, 2
+    epochs, every = 10, 2
     experiment = _experiment(store)
+    # A small model whose epochs pause half a second (a test-only fault): the node dies mid-trial on any machine,
+    # and the test spends its time on the loss and the recovery, not on arithmetic.
+    faults = {f"trainer.epochs={epochs}": {"sleep_per_epoch_s": 0.5}}
     sweep = subprocess.Popen(
-        [str(Path(sys.executable).with_name("sweep")), "run", "model.hidden_sizes=[1024,1024]", f"trainer.epochs={epochs}",
-         f"checkpoint.every={every}", f"cluster.address={two_workers.address}", *store.arguments],
+        [str(Path(sys.executable).with_name("sweep")), "run", "dataset=digits", "model.hidden_sizes=[64]",
+         f"trainer.epochs={epochs}", f"checkpoint.every={every}", f"cluster.address={two_workers.address}",
+         *store.arguments],
         cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ, **two_workers.env, **store.env},
+        env={**os.environ, **two_workers.env, **store.env, "SWEEP_FAULTS": json.dumps(faults)},
     )
     deadline = time.monotonic() + 300
     run = None
