@@ -135,7 +135,7 @@ def test_resources_no_node_has_are_refused_before_launch(tmp_path: Path, ray_add
 def test_a_spectrum_job_beats_like_training(tmp_path: Path, ray_address: str, mlflow_uri: str, experiment: str) -> None:
     """The heartbeat keeps moving while the spectrum job runs, so a long spectrum is never taken for a dead trial."""
     sweep = _sweep("run", "dataset=digits", "trainer.epochs=1", "model.hidden_sizes=[256,256]", "spectrum=slq",
-                   "spectrum.steps=60", "spectrum.num_vectors=6", "spectrum.dtype=float64", "spectrum.max_samples=1500",
+                   "spectrum.steps=40", "spectrum.num_vectors=3", "spectrum.dtype=float64", "spectrum.max_samples=1500",
                    "tracking.heartbeat_interval=1", f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}",
                    f"cluster.address={ray_address}", cwd=tmp_path)
     client = MlflowClient(mlflow_uri)
