@@ -11,7 +11,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR
+from orchestrator.settings import CONF_DIR
 from orchestrator.schema import register_configs
 from workers.training.config_checks import check_training_config
 from workers.training.models import build_model
