@@ -152,21 +152,26 @@ def test_a_spectrum_job_beats_like_training(tmp_path: Path, ray_address: str, ml
     assert _trial_runs(client, experiment)[0].data.tags["heartbeat_interval"] == "1"
 
 
-def test_a_tracking_server_restart_is_survived(tmp_path_factory: pytest.TempPathFactory,
-                                               experiment: str) -> None:
-    """The stock server is killed mid-sweep and started again on the same address and store 30 s later, with
-    MLflow's own retry budget cut to a few seconds (its documented variables), so the outage outlasts it many times
-    over: the sweep finishes by itself, exit 0, every epoch logged exactly once. A local sweep: its Ray's workers
-    inherit the budget from the command."""
-    outage_s = 30
+# MLflow's own HTTP retry budget cut to a few seconds, through its documented variables.
+CUT_BUDGET = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+
+@pytest.mark.parametrize(("outage_s", "budget"), [(20, {}), (30, CUT_BUDGET)], ids=["20s-mlflow-default", "30s-past-budget"])
+def test_a_tracking_server_restart_is_survived(outage_s: int, budget: dict[str, str],
+                                               tmp_path_factory: pytest.TempPathFactory, experiment: str) -> None:
+    """The stock server is killed mid-sweep and started again on the same address and store: after 20 s with
+    MLflow's own retries as they come, and after 30 s with MLflow's budget cut to a few seconds, so that only our own
+    retrying carries the sweep through. Either way the sweep finishes by itself, exit 0, every epoch logged exactly
+    once. A local sweep: its Ray's workers inherit the budget from the command. The trials pause half a second per
+    epoch (a test-only fault) so that they are mid-training when the server goes."""
     directory = tmp_path_factory.mktemp("restarted")
     server = StockServer(directory, f"sqlite:///{directory / 'mlflow.db'}").start()
-    budget = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-              "MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "RAY_ADDRESS": ""}
+    faults = {f"optimizer.lr={lr}": {"sleep_per_epoch_s": 0.5} for lr in (0.01, 0.02)}
     cwd = tmp_path_factory.mktemp("sweep")
-    sweep = _sweep("run", "-m", "optimizer.lr=0.01,0.02", "dataset=mnist5k", "model.hidden_sizes=[256]",
-                   "trainer.epochs=12", "checkpoint.every=2", f"tracking.uri={server.uri}",
-                   f"tracking.experiment={experiment}", "cluster.local_num_cpus=2", cwd=cwd, env=budget)
+    sweep = _sweep("run", "-m", "optimizer.lr=0.01,0.02", "dataset=digits", "trainer.epochs=12", "checkpoint.every=2",
+                   f"tracking.uri={server.uri}", f"tracking.experiment={experiment}", "cluster.local_num_cpus=2",
+                   cwd=cwd, env={**budget, "RAY_ADDRESS": "", "SWEEP_FAULTS": json.dumps(faults)})
     try:
         client = MlflowClient(server.uri)
         _wait_for(lambda: any(int(r.data.tags.get("epoch", 0)) >= 2 for r in _trial_runs(client, experiment)), 300,
