@@ -152,7 +152,12 @@ class LocalMlflowServer:
             self.process.wait()
 
     def __enter__(self) -> str:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            # Ctrl-C while the server is still starting: it is not left behind.
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

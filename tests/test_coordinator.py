@@ -214,9 +214,11 @@ def test_cancel_of_a_local_sweep_interrupts_its_command(tmp_path: Path, mlflow_u
     """Without a cluster the sweep lives in its `sweep` process: `sweep cancel` sends it Ctrl-C, which (locally, or
     without a terminal) cancels; the runs end KILLED and the command exits 130, saying how to resume."""
     where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}"]
-    sweep = _sweep("run", "-m", "optimizer.lr=0.01,0.02", "model.hidden_sizes=[512]", "dataset=mnist5k",
-                   "trainer.epochs=40", "sweep.name=local-stop", "cluster.local_num_cpus=2", *where, cwd=tmp_path,
-                   env={"RAY_ADDRESS": ""})
+    # Each epoch pauses a second (a test-only fault): the trials are still running when the cancel comes.
+    faults = {f"optimizer.lr={lr}": {"sleep_per_epoch_s": 1.0} for lr in (0.01, 0.02)}
+    sweep = _sweep("run", "-m", "optimizer.lr=0.01,0.02", "dataset=digits", "trainer.epochs=40", "sweep.name=local-stop",
+                   "cluster.local_num_cpus=2", *where, cwd=tmp_path,
+                   env={"RAY_ADDRESS": "", "SWEEP_FAULTS": json.dumps(faults)})
     client = MlflowClient(mlflow_uri)
     _wait_for(lambda: any(int(r.data.tags.get("epoch", 0)) >= 1 for r in _trial_runs(client, experiment)), 300,
               "a trial's first epoch")
