@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Optional, Sequence
 
@@ -55,6 +56,9 @@ def _split_sweep_argument(sweep: Optional[str], overrides: list[str]) -> tuple[O
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    # A `sweep` started in the background (`nohup sweep run ... &` from a script) inherits SIGINT ignored, and Python
+    # then never raises KeyboardInterrupt: Ctrl-C and `sweep cancel` (which sends SIGINT) would do nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     apply_local_only_env()
     parser = _parser()
     # Overrides may follow options (`sweep spectrum RUN --epoch 3 spectrum.steps=50`): argparse leaves them over.
