@@ -21,8 +21,10 @@ def test_ui_serves_the_local_store(tmp_path: Path) -> None:
     store.mkdir()
     MlflowClient(local_store(store)[0]).create_experiment("curvature-sweeps")
     port = free_port()
+    # Started with SIGINT ignored, as `nohup sweep ui &` from a script starts it: Ctrl-C must still stop it.
     ui = subprocess.Popen([str(Path(sys.executable).with_name("sweep")), "ui", "--port", str(port)], cwd=tmp_path,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
