@@ -153,9 +153,9 @@ class SweepCoordinator:
             self.started.add(trial_id)
 
     def owns(self, trial_id: str) -> bool:
-        """Whether a trial's task is still this owner's to run; its worker asks before each epoch and before it ends
-        the run, so a task that outlives a cancel (or a retry Ray starts after one) stops without writing. Lock-free:
-        the answer must not wait behind a tracking call."""
+        """Whether a trial's task is still this owner's to run; its worker asks before it starts and before it ends
+        the run (and :meth:`report` asks it after each epoch), so a task that outlives a cancel (or a retry Ray starts
+        after one) stops without writing. Lock-free: the answer must not wait behind a tracking call."""
         return not self.cancelled and trial_id in self.trials
 
     def report(self, trial_id: str, epoch: int, objective: Optional[float]) -> str:

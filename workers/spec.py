@@ -22,7 +22,8 @@ class TrialSpec:
     config: dict[str, Any]
     # Test-only fault injection; not part of the trial's identity.
     faults: dict[str, Any] = field(default_factory=dict)
-    # Who owns the trial (an actor handle with ``trial_started.remote(trial_id)``), told when an attempt starts.
+    # Who owns the trial: the sweep's coordinator (an actor handle), told when an attempt starts (trial_started) and
+    # asked whether the trial is still its own (owns, and report once an epoch; see workers/ownership.py).
     owner: Any = None
     # The run's artifact URI, known to whoever created or found the run (None: the worker reads it from the run).
     artifact_uri: Optional[str] = None
