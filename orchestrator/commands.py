@@ -241,15 +241,16 @@ def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console
     if not runs:
         raise UserError(f"sweep {sweep_id!r}: no such sweep in experiment {target.experiment!r}")
     statuses = [trial_status(r) for r in runs.values()]
-    live = _live_states(sweep_id, config["cluster"])
+    live = _live_states(sweep_id, config)
     if live is not None:
         statuses = [with_owner_state(s, live) for s in statuses]
     render(statuses, f"sweep {sweep_id}" + (" (live, from its coordinator)" if live is not None else ""), console)
     return 0
 
 
-def _live_states(sweep_id: str, cluster: dict[str, Any]) -> Optional[dict[str, str]]:
+def _live_states(sweep_id: str, config: dict[str, Any]) -> Optional[dict[str, str]]:
     """Trial id -> queued/running from the sweep's live coordinator on the configured cluster; None without one."""
+    cluster = config["cluster"]
     address = resolve_address(cluster)
     if address is None:
         return None
@@ -257,7 +258,7 @@ def _live_states(sweep_id: str, cluster: dict[str, Any]) -> Optional[dict[str, s
 
     check_ray_reachable(address)
     connect(cluster)
-    coordinator = find_coordinator(sweep_id)
+    coordinator = find_coordinator(sweep_id, config["tracking"])
     if coordinator is None:
         return None
     import ray
@@ -279,7 +280,7 @@ def cancel_sweep(sweep_id: str, overrides: Sequence[str], console: Console) -> i
 
         check_ray_reachable(address)
         connect(config["cluster"])
-        coordinator = find_coordinator(sweep_id)
+        coordinator = find_coordinator(sweep_id, config["tracking"])
         if coordinator is None:
             raise UserError(f"sweep {sweep_id!r}: no live coordinator on cluster {address}; nothing to cancel")
         stopped = f"{ray.get(coordinator.cancel.remote(), timeout=120)} trial(s) stopped"

@@ -24,6 +24,7 @@ from orchestrator.planning import Trial
 from orchestrator.processes import is_running
 from orchestrator.ray_launcher import describe_failure, spectrum_task, train_task
 from orchestrator.sweep_book import SweepBook, SweepOrder
+from orchestrator.tracking import resolve_target
 from workers.ownership import GO, PRUNE, STOP
 from workers.spec import FINISHED, KILLED, TRAINED, TrialOutcome
 
@@ -36,8 +37,10 @@ TRAIN, SPECTRUM = "train", "spectrum"
 QUEUED, RUNNING = "queued", "running"
 
 
-def coordinator_name(sweep_id: str) -> str:
-    return f"sweep:{sweep_id}"
+def coordinator_name(sweep_id: str, tracking: Mapping[str, Any]) -> str:
+    """One coordinator per sweep and store: a sweep of the same id recorded in another store or experiment is
+    another sweep, and must not attach to this one's owner."""
+    return f"sweep:{sweep_id}@{resolve_target(tracking).store_key}"
 
 
 @dataclass(frozen=True)
@@ -282,7 +285,7 @@ def coordinator_actor(order: SweepOrder, detached: bool) -> Any:
     """The sweep's coordinator: found if it is alive, else created (atomically, by name). It holds no CPU and runs
     on the head node, which outlives the worker nodes. On a cluster it is detached (it outlives the `sweep` command);
     locally it fate-shares with the command's process."""
-    options: dict[str, Any] = dict(name=coordinator_name(order.plan.sweep_id), namespace=NAMESPACE, get_if_exists=True,
+    options: dict[str, Any] = dict(name=coordinator_name(order.plan.sweep_id, order.plan.settings["tracking"]), namespace=NAMESPACE, get_if_exists=True,
                                    num_cpus=0, max_concurrency=16, max_restarts=0,
                                    resources={"node:__internal_head__": 0.001})
     if detached:
@@ -290,10 +293,10 @@ def coordinator_actor(order: SweepOrder, detached: bool) -> Any:
     return ray.remote(SweepCoordinator).options(**options).remote(order, None if detached else os.getpid())
 
 
-def find_coordinator(sweep_id: str) -> Optional[Any]:
-    """The live coordinator of a sweep on the connected cluster, or None."""
+def find_coordinator(sweep_id: str, tracking: Mapping[str, Any]) -> Optional[Any]:
+    """The live coordinator of a sweep recorded where ``tracking`` says, on the connected cluster, or None."""
     try:
-        return ray.get_actor(coordinator_name(sweep_id), namespace=NAMESPACE)
+        return ray.get_actor(coordinator_name(sweep_id, tracking), namespace=NAMESPACE)
     except ValueError:
         return None
 

@@ -14,7 +14,7 @@ from mlflow.entities import Param, Run, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from orchestrator.errors import UserError
-from orchestrator.identity import flatten
+from orchestrator.identity import flatten, stable_hash
 from orchestrator.mlflow_server import check_credentials, is_healthy, local_store
 from workers.artifacts import TRIAL_CONFIG
 from workers.run_artifacts import RunArtifacts
@@ -54,6 +54,13 @@ class TrackingTarget:
         """The user's URI (its credentials set apart), for reading and checking."""
         assert self.uri is not None
         return TrackingEndpoint.from_uri(self.uri)
+
+    @property
+    def store_key(self) -> str:
+        """Names the store and experiment a sweep is recorded in (credentials left out): the same sweep id recorded
+        elsewhere is another sweep, with its own coordinator."""
+        where = self.endpoint.uri if self.uri else str(self.local_dir.resolve())
+        return stable_hash([where, self.experiment], 8)
 
     @property
     def shown(self) -> str:

@@ -94,6 +94,19 @@ def test_two_concurrent_submissions_train_each_grid_point_once(tmp_path: Path, r
         _every_epoch_once(client, run)
 
 
+def test_the_same_sweep_recorded_in_another_experiment_gets_its_own_coordinator(tmp_path: Path, ray_address: str,
+                                                                                mlflow_uri: str, experiment: str) -> None:
+    """A sweep id names a sweep within one store and experiment. The second command starts while the first one's
+    coordinator still lingers (LINGER_S); attached to it, it would have trained nothing."""
+    client = MlflowClient(mlflow_uri)
+    for name in (experiment, f"{experiment}-elsewhere"):
+        done = run_sweep_cli("run", "dataset=digits", "trainer.epochs=1", "sweep.name=twin", f"tracking.uri={mlflow_uri}",
+                             f"tracking.experiment={name}", f"cluster.address={ray_address}", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "attached" not in done.stdout, done.stdout
+        assert [r.info.status for r in _trial_runs(client, name)] == ["FINISHED"], name
+
+
 def test_cancel_then_resume(tmp_path: Path, ray_address: str, mlflow_uri: str, experiment: str) -> None:
     where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
     # Each epoch pauses a second (a test-only fault): the trials are still running when the cancel comes.
