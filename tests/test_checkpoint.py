@@ -1,7 +1,9 @@
-"""Checkpoints: atomic, checksummed, resumed bit for bit (storing them in runs: test_tracking_contract.py)."""
+"""Checkpoints: atomic, named by their digest, resumed bit for bit (storing them in runs: test_tracking_contract.py)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import torch
 
 from orchestrator.planning import plan_sweep
 from orchestrator.tracking import SweepTracker
+from run_checkpoints import download_checkpoint
 from workers.spec import TrialSpec
 from workers.training.checkpoint import TrainingState, capture_rng, read_checkpoint, write_checkpoint
 from workers.tracking_endpoint import TrackingEndpoint
@@ -22,8 +25,8 @@ def _state(epoch: int) -> TrainingState:
 
 def test_checkpoint_round_trip_and_weights_only(tmp_path: Path) -> None:
     path = write_checkpoint(_state(3), tmp_path)
-    assert path.name == "epoch_0003.pt"
-    assert not list(tmp_path.glob("*.tmp")), "written atomically: no temp file left"
+    assert path.name == f"epoch_0003.{hashlib.sha256(path.read_bytes()).hexdigest()}.pt"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name], "one file, written atomically: no temp file left"
     state = read_checkpoint(path)
     assert state.epoch == 3 and state.step == 30
     assert torch.equal(state.model["w"], torch.full((3,), 3.0))
@@ -35,6 +38,21 @@ def test_truncated_checkpoint_fails_its_checksum(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ValueError, match="does not match its checksum"):
         read_checkpoint(path)
+
+
+def test_a_checkpoint_of_the_sidecar_layout_is_still_read_and_verified(tmp_path: Path) -> None:
+    """Runs recorded before names carried the digest: ``epoch_0002.pt`` beside ``epoch_0002.pt.sha256``."""
+    written = write_checkpoint(_state(2), tmp_path / "new")
+    old = tmp_path / "epoch_0002.pt"
+    old.write_bytes(written.read_bytes())
+    sidecar = tmp_path / "epoch_0002.pt.sha256"
+    with pytest.raises(ValueError, match="has no checksum file"):
+        read_checkpoint(old)
+    sidecar.write_text(json.dumps({"sha256": hashlib.sha256(old.read_bytes()).hexdigest(), "epoch": 2}))
+    assert read_checkpoint(old).step == 20
+    old.write_bytes(old.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        read_checkpoint(old)
 
 
 def _spec(tracker: SweepTracker, config: dict, faults: dict, run_id: str | None = None) -> TrialSpec:
@@ -59,8 +77,8 @@ def test_resumed_trial_ends_bit_for_bit_equal_to_an_uninterrupted_one(tmp_path: 
     resumed = _spec(tracker, config, {}, run_id=interrupted.run_id)
     assert run_trial(resumed).state == "FINISHED"
 
-    finals = [torch.load(tracker.client.download_artifacts(spec.run_id, "checkpoints/epoch_0004.pt", str(tmp_path / spec.run_id)),
-                         weights_only=True) for spec in (straight, resumed)]
+    finals = [torch.load(download_checkpoint(tracker.client, spec.run_id, 4, tmp_path / spec.run_id), weights_only=True)
+              for spec in (straight, resumed)]
     for key, tensor in finals[0]["model"].items():
         assert torch.equal(tensor, finals[1]["model"][key]), key
     assert torch.equal(finals[0]["rng"]["batches"], finals[1]["rng"]["batches"])

@@ -9,6 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from run_checkpoints import download_checkpoint
 from sweep_cli import run_sweep_cli
 from orchestrator.mlflow_server import local_store
 
@@ -49,7 +50,7 @@ def test_grid_of_eight_on_a_real_ray_and_server(tmp_path: Path, ray_address: str
         for metric in METRICS:
             steps = [m.step for m in client.get_metric_history(child.info.run_id, metric)]
             assert sorted(steps) == list(range(1, EPOCHS + 1)), (metric, steps)
-        checkpoint = Path(client.download_artifacts(child.info.run_id, f"checkpoints/epoch_{EPOCHS:04d}.pt", str(tmp_path)))
+        checkpoint = download_checkpoint(client, child.info.run_id, EPOCHS, tmp_path)
         state = torch.load(checkpoint, weights_only=True)
         assert state["epoch"] == EPOCHS
         assert state["model"]["1.weight"].shape == (100, 64)

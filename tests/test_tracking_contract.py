@@ -25,10 +25,10 @@ from orchestrator.mlflow_server import LocalMlflowServer, local_store
 from orchestrator.status import FAILED, FINISHED, RUNNING, trial_status
 from orchestrator.tracking import SweepRecord, SweepTracker
 from tracking_servers import ADMIN_USER, AUTH_PASSWORD, StockServer
-from workers.artifacts import CHECKPOINT_DIR, SPECTRUM_DIR, TRIAL_CONFIG, checkpoint_path
+from workers.artifacts import CHECKPOINT_DIR, SPECTRUM_DIR, TRIAL_CONFIG, checkpoint_epochs
 from workers.run_logger import RunLogger
 from workers.tracking_endpoint import PASSWORD_ENV, USERNAME_ENV, TrackingEndpoint
-from workers.training.checkpoint import TrainingState, capture_rng
+from workers.training.checkpoint import TrainingState, capture_rng, sha256_of, write_checkpoint
 from workers.training.checkpoint_store import CheckpointStore
 
 STORES = ("embedded", "stock-sqlite", "stock-postgres", "auth-env", "auth-uri")
@@ -131,25 +131,48 @@ def test_checkpoints_upload_list_download_and_prune(store: Store, experiment: st
     """The first-wave failure: pruning against a stock server raised for every trial (mlflow-artifacts URIs)."""
     _, _, run_id = _trial(store, experiment)
     logger = RunLogger(store.writer, run_id)
-    checkpoints = CheckpointStore(logger.artifacts(), tmp_path / "a", keep=2, protected=(1,))
-    for epoch in (1, 2, 3, 4):
-        checkpoints.save(_state(epoch))
+    stored: list[int] = []
+    with CheckpointStore(logger.artifacts(), tmp_path / "a", keep=2, protected=(1,), on_stored=stored.append) as checkpoints:
+        for epoch in (1, 2, 3, 4):
+            checkpoints.save(_state(epoch))
+    assert stored == [1, 2, 3, 4], "each checkpoint reported once stored, in order"
+    assert not list((tmp_path / "a" / "out").iterdir()), "a stored checkpoint leaves no local copy behind"
     assert checkpoints.epochs() == [1, 3, 4], "the newest `keep`, and the protected epoch 1"
     names = {Path(f.path).name for f in logger.client.list_artifacts(run_id, CHECKPOINT_DIR)}
-    assert names == {f"epoch_000{e}.pt{s}" for e in (1, 3, 4) for s in ("", ".sha256")}
+    assert sorted(checkpoint_epochs(names)) == [1, 3, 4] and len(names) == 3, "one file per checkpoint"
     assert torch.equal(checkpoints.load(3).model["w"], torch.full((3,), 3.0))
 
     # A truncated newest checkpoint (a crash mid-upload) is skipped for the previous one, on any store.
     newest = checkpoints.load(4)
     assert newest.epoch == 4
-    broken = tmp_path / "broken" / Path(checkpoint_path(4)).name
+    full = next((tmp_path / "a" / "in" / CHECKPOINT_DIR).glob("epoch_0004.*.pt"))
+    broken = tmp_path / "broken" / full.name
     broken.parent.mkdir()
-    full = tmp_path / "a" / "in" / checkpoint_path(4)
     broken.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    logger.artifacts().delete(f"{CHECKPOINT_DIR}/{full.name}")
     logger.artifacts().upload(broken, CHECKPOINT_DIR)
-    with pytest.warns(UserWarning, match="epoch_0004.pt .* unusable .*falling back"):
+    with pytest.warns(UserWarning, match="epoch_0004.* unusable .*falling back"):
         state = CheckpointStore(logger.artifacts(), tmp_path / "b", keep=2).latest()
     assert state is not None and state.epoch == 3
+
+
+def test_checkpoints_of_the_sidecar_layout_resume_and_are_pruned(store: Store, experiment: str, tmp_path: Path) -> None:
+    """A run recorded before checkpoint names carried their digest (``epoch_0001.pt`` + ``.sha256``) resumes on
+    any store, and its old files go, sidecar and all, when newer checkpoints replace them."""
+    _, _, run_id = _trial(store, experiment)
+    logger = RunLogger(store.writer, run_id)
+    old = tmp_path / "old" / "epoch_0001.pt"
+    old.parent.mkdir()
+    old.write_bytes(write_checkpoint(_state(1), tmp_path / "written").read_bytes())
+    old.with_name("epoch_0001.pt.sha256").write_text(json.dumps({"sha256": sha256_of(old), "epoch": 1}))
+    for path in (old.with_name("epoch_0001.pt.sha256"), old):
+        logger.artifacts().upload(path, CHECKPOINT_DIR)
+    with CheckpointStore(logger.artifacts(), tmp_path / "a", keep=1) as checkpoints:
+        latest = checkpoints.latest()
+        assert latest is not None and latest.epoch == 1 and latest.step == 10
+        checkpoints.save(_state(2))
+    names = [Path(f.path).name for f in logger.client.list_artifacts(run_id, CHECKPOINT_DIR)]
+    assert len(names) == 1 and checkpoint_epochs(names) == [2], names
 
 
 def test_spectrum_artifacts_and_a_failure_are_recorded(store: Store, experiment: str, tmp_path: Path) -> None:

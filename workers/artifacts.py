@@ -2,33 +2,51 @@
 
 from __future__ import annotations
 
+import re
 from typing import Iterable, Optional
 
 CHECKPOINT_DIR = "checkpoints"
+# The sidecar of a checkpoint written before names carried their digest (still read, and pruned with its checkpoint).
 CHECKSUM_SUFFIX = ".sha256"
+_CHECKPOINT = re.compile(r"epoch_(\d+)(?:\.([0-9a-f]{64}))?\.pt")
 SPECTRUM_DIR = "spectrum"
 # The trial's resolved config, so that `sweep spectrum` can rebuild the model exactly.
 TRIAL_CONFIG = "trial_config.json"
 
 
-def checkpoint_name(epoch: int) -> str:
-    return f"epoch_{epoch:04d}.pt"
+def checkpoint_name(epoch: int, sha256: Optional[str] = None) -> str:
+    """``epoch_0004.<sha256>.pt``: the name carries the digest of its content, so that one upload stores a checkpoint
+    that verifies itself (a truncated or corrupt file never matches its name). ``epoch_0004.pt``, checked against an
+    ``epoch_0004.pt.sha256`` sidecar, is how checkpoints were written before; they are still read."""
+    return f"epoch_{epoch:04d}.{sha256}.pt" if sha256 else f"epoch_{epoch:04d}.pt"
 
 
-def checkpoint_path(epoch: int) -> str:
-    return f"{CHECKPOINT_DIR}/{checkpoint_name(epoch)}"
+def parse_checkpoint_name(name: str) -> Optional[tuple[int, Optional[str]]]:
+    """(epoch, digest) of a checkpoint file name (digest None for the sidecar layout), or None for other files."""
+    match = _CHECKPOINT.fullmatch(name)
+    return (int(match.group(1)), match.group(2)) if match else None
 
 
-def epoch_of(name: str) -> Optional[int]:
-    """The epoch a checkpoint file name stands for, or None for other files."""
-    if not (name.startswith("epoch_") and name.endswith(".pt")):
-        return None
-    digits = name[len("epoch_") : -len(".pt")]
-    return int(digits) if digits.isdigit() else None
+def checkpoint_files(names: Iterable[str]) -> dict[int, str]:
+    """Epoch -> checkpoint file name, of the names in a run's checkpoint directory (a digest-named file wins over a
+    sidecar-layout one of the same epoch)."""
+    files: dict[int, str] = {}
+    for name in sorted(names):
+        parsed = parse_checkpoint_name(name)
+        if parsed is not None and (parsed[0] not in files or parsed[1] is not None):
+            files[parsed[0]] = name
+    return files
 
 
 def checkpoint_epochs(names: Iterable[str]) -> list[int]:
-    return sorted(e for e in map(epoch_of, names) if e is not None)
+    return sorted(checkpoint_files(names))
+
+
+def checkpoint_artifacts(name: str) -> list[str]:
+    """The artifact paths that make up one stored checkpoint: the file, and its sidecar in the older layout."""
+    path = f"{CHECKPOINT_DIR}/{name}"
+    parsed = parse_checkpoint_name(name)
+    return [path] if parsed is not None and parsed[1] is not None else [path, path + CHECKSUM_SUFFIX]
 
 
 def spectrum_dir(protocol_id: str) -> str:

@@ -52,7 +52,9 @@ class RunLogger:
         self.outage_timeout = outage_timeout
         self.artifact_uri = artifact_uri
         # Tags that ride on the next batch (see record_checkpoint); sent at the latest by flush, finish or fail.
+        # A lock, because the checkpoint uploader records from its own thread.
         self._pending: dict[str, RunTag] = {}
+        self._pending_lock = threading.Lock()
 
     @classmethod
     def for_run(cls, endpoint: TrackingEndpoint, run_id: str, tracking: Mapping[str, Any],
@@ -117,19 +119,25 @@ class RunLogger:
         # One timestamp for every try: a retry of a batch the server did store adds no second point.
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-        riding = dict(self._pending)
+        riding = self._riding()
         all_tags = [RunTag(HEARTBEAT_TAG, f"{now / 1000:.3f}"), *riding.values(), *tags]
         self._call(lambda: self.client.log_batch(self.run_id, metrics=batch, tags=all_tags), f"logging step {step}")
         self._sent(riding)
 
+    def _riding(self) -> dict[str, RunTag]:
+        with self._pending_lock:
+            return dict(self._pending)
+
     def _sent(self, tags: Mapping[str, RunTag]) -> None:
-        for key, tag in tags.items():
-            if self._pending.get(key) is tag:
-                del self._pending[key]
+        """Forget the tags a batch carried, unless a newer value came meanwhile."""
+        with self._pending_lock:
+            for key, tag in tags.items():
+                if self._pending.get(key) is tag:
+                    del self._pending[key]
 
     def flush(self) -> None:
         """Send the tags still waiting for a batch (one request, none when nothing waits)."""
-        riding = dict(self._pending)
+        riding = self._riding()
         if riding:
             self._call(lambda: self.client.log_batch(self.run_id, tags=list(riding.values())), "recording tags")
             self._sent(riding)
@@ -143,15 +151,12 @@ class RunLogger:
         history = self._call(lambda: self.client.get_metric_history(self.run_id, "test_acc"), "reading metrics")
         return max((m.step for m in history), default=0)
 
-    def record_checkpoint(self, epoch: int, deferred: bool = False) -> None:
-        """The newest stored checkpoint's epoch, for `sweep status` (resumes list the checkpoints themselves).
-        ``deferred``: sent with the next batch (the next epoch's metrics, or flush / finish / fail) instead of a
-        request of its own; until then the tag may name the previous checkpoint."""
-        tag = RunTag(CHECKPOINT_EPOCH_TAG, str(epoch))
-        if deferred:
-            self._pending[CHECKPOINT_EPOCH_TAG] = tag
-            return
-        self._call(lambda: self.client.set_tag(self.run_id, CHECKPOINT_EPOCH_TAG, str(epoch)), "tagging a checkpoint")
+    def record_checkpoint(self, epoch: int) -> None:
+        """The newest stored checkpoint's epoch, for `sweep status` (resumes list the checkpoints themselves). It
+        rides on the next batch (the next epoch's metrics, or flush / finish / fail) instead of a request of its own;
+        until then the tag may name the previous checkpoint."""
+        with self._pending_lock:
+            self._pending[CHECKPOINT_EPOCH_TAG] = RunTag(CHECKPOINT_EPOCH_TAG, str(epoch))
 
     def log_artifact(self, local_path: Path, artifact_dir: str) -> None:
         self._call(lambda: self.client.log_artifact(self.run_id, str(local_path), artifact_dir), "uploading")
@@ -163,16 +168,18 @@ class RunLogger:
     def end_pruned(self, epoch: int) -> None:
         """A search's pruner stopped the trial after ``epoch`` epochs: the run ends KILLED (stopped on purpose, not
         failed), tagged with that epoch."""
-        tags = [*self._pending.values(), RunTag(PRUNED_TAG, str(epoch))]
+        riding = self._riding()
+        tags = [*riding.values(), RunTag(PRUNED_TAG, str(epoch))]
         self._call(lambda: self.client.log_batch(self.run_id, tags=tags), "tagging the pruned run")
-        self._pending.clear()
+        self._sent(riding)
         self._call(lambda: set_run_status(self.client, self.run_id, "KILLED"), "ending the pruned run")
 
     def fail(self, message: str, traceback_text: str) -> None:
         secrets = self.endpoint.secrets
-        tags = [*self._pending.values(), RunTag(ERROR_TAG, scrub(message, secrets)[:5000])]
+        riding = self._riding()
+        tags = [*riding.values(), RunTag(ERROR_TAG, scrub(message, secrets)[:5000])]
         self._call(lambda: self.client.log_batch(self.run_id, tags=tags), "failing")
-        self._pending.clear()
+        self._sent(riding)
         self._call(lambda: self.client.log_text(self.run_id, scrub(traceback_text, secrets), "error/traceback.txt"),
                    "failing")
         self._call(lambda: set_run_status(self.client, self.run_id, "FAILED"), "failing")

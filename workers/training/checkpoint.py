@@ -3,8 +3,8 @@
 A checkpoint holds the model, the recipe (optimizer, averaging), the epoch and step, and every RNG state the
 trial draws from; with iterate averaging also the averaged model (weights and the BatchNorm statistics recomputed
 for them), the network the trial evaluates and a spectrum job can take the Hessian of. It is written atomically
-(temp file + rename) with a SHA-256 sidecar, and only tensors and plain values go in, so
-``torch.load(path, weights_only=True)`` reads it.
+(temp file + rename) under a name that carries its SHA-256 (workers/artifacts.py), and only tensors and plain values
+go in, so ``torch.load(path, weights_only=True)`` reads it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from workers.artifacts import CHECKSUM_SUFFIX, checkpoint_name
+from workers.artifacts import CHECKSUM_SUFFIX, checkpoint_name, parse_checkpoint_name
 
 @dataclass(frozen=True)
 class TrainingState:
@@ -69,25 +69,28 @@ def sha256_of(path: Path) -> str:
 
 
 def write_checkpoint(state: TrainingState, directory: Path) -> Path:
-    """Write ``state`` atomically into ``directory``; returns the checkpoint path (its sidecar sits beside it)."""
+    """Write ``state`` atomically into ``directory``; returns its path, named by its epoch and digest."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / checkpoint_name(state.epoch)
-    tmp = path.with_suffix(".tmp")
+    tmp = directory / f"{checkpoint_name(state.epoch)}.tmp"
     torch.save({"epoch": state.epoch, "step": state.step, "model": state.model, "recipe": state.recipe,
                 "rng": state.rng, "averaged": state.averaged}, tmp)
-    sidecar_tmp = tmp.with_suffix(".sha.tmp")
-    sidecar_tmp.write_text(json.dumps({"sha256": sha256_of(tmp), "epoch": state.epoch}))
+    path = directory / checkpoint_name(state.epoch, sha256_of(tmp))
     os.replace(tmp, path)
-    os.replace(sidecar_tmp, path.with_name(path.name + CHECKSUM_SUFFIX))
     return path
 
 
 def read_checkpoint(path: Path) -> TrainingState:
-    """Load and verify one checkpoint; raises ValueError if it is missing its checksum, corrupt or truncated."""
-    sidecar = path.with_name(path.name + CHECKSUM_SUFFIX)
-    if not sidecar.exists():
-        raise ValueError(f"checkpoint {path.name} has no checksum file")
-    expected = json.loads(sidecar.read_text())["sha256"]
+    """Load and verify one checkpoint; raises ValueError if it is corrupt or truncated (or, in the sidecar layout,
+    missing its checksum file)."""
+    parsed = parse_checkpoint_name(path.name)
+    if parsed is None:
+        raise ValueError(f"{path.name} is not a checkpoint file name")
+    expected = parsed[1]
+    if expected is None:
+        sidecar = path.with_name(path.name + CHECKSUM_SUFFIX)
+        if not sidecar.exists():
+            raise ValueError(f"checkpoint {path.name} has no checksum file")
+        expected = json.loads(sidecar.read_text())["sha256"]
     if sha256_of(path) != expected:
         raise ValueError(f"checkpoint {path.name} does not match its checksum (corrupt or truncated)")
     payload = torch.load(path, weights_only=True, map_location="cpu")

@@ -96,9 +96,10 @@ def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
     recipe = Recipe(cfg, model, math.ceil(len(splits.train_targets) / int(trainer["batch_size"])))
     generator = torch.Generator().manual_seed(int(trainer["seed"]))
 
-    with tempfile.TemporaryDirectory(prefix="trial-") as scratch:
-        store = CheckpointStore(logger.artifacts(), Path(scratch), keep=int(cfg["checkpoint"]["keep"]),
-                                protected=spectrum_epochs(cfg), empty=fresh)
+    with tempfile.TemporaryDirectory(prefix="trial-") as scratch, CheckpointStore(
+        logger.artifacts(), Path(scratch), keep=int(cfg["checkpoint"]["keep"]), protected=spectrum_epochs(cfg),
+        empty=fresh, on_stored=logger.record_checkpoint,
+    ) as store:
         epoch, step = (0, 0) if fresh else _resume(store, model, recipe, generator)
         logged_through = 0 if fresh else logger.last_logged_epoch()
         if logged_through:
@@ -123,13 +124,11 @@ def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
             if pruned and epoch + 1 < int(trainer["epochs"]):
                 raise TrialPruned(epoch + 1, metrics)
             if _checkpoint_due(epoch + 1, cfg):
-                state = TrainingState(epoch + 1, step, model.state_dict(), recipe.state_dict(), capture_rng(generator),
-                                      averaged.state_dict() if averaged is not None else None)
-                store.save(state)
-                # Rides on the next epoch's batch; the last one is sent before the trial ends (flush).
-                logger.record_checkpoint(epoch + 1, deferred=True)
-        logger.flush()
-        return metrics
+                # Uploaded while the next epoch trains; its epoch tag rides on a later batch (the last, on flush).
+                store.save(TrainingState(epoch + 1, step, model.state_dict(), recipe.state_dict(),
+                                         capture_rng(generator), averaged.state_dict() if averaged is not None else None))
+    logger.flush()
+    return metrics
 
 
 def _resume(store: "CheckpointStore", model: nn.Module, recipe: Recipe, generator: torch.Generator) -> tuple[int, int]:
