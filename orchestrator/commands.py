@@ -245,6 +245,10 @@ def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console
     if live is not None:
         statuses = [with_owner_state(s, live) for s in statuses]
     render(statuses, f"sweep {sweep_id}" + (" (live, from its coordinator)" if live is not None else ""), console)
+    unlaunched = len(set(live or ()) - set(runs))
+    if unlaunched:
+        console.print(f"and {unlaunched} more trial(s) queued by its coordinator (a trial's run is created when it is "
+                      "submitted)")
     return 0
 
 

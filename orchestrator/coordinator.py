@@ -230,7 +230,7 @@ class SweepCoordinator:
                 if self.cancelled:
                     self.exiting = True
                     return
-                if self.queue:
+                if self.queue and len(self.pending) < self._window():
                     self._launch(self.queue.pop(0))
                     continue
                 if not self.pending:
@@ -246,6 +246,15 @@ class SweepCoordinator:
                 with self.lock:
                     if ref in self.pending:
                         self._collect(ref)
+
+    def _window(self) -> int:
+        """How many tasks to keep submitted: twice what the cluster can run at once (at least 2), so that a freed
+        slot finds a task waiting. A trial's run is created when it is submitted, so a large grid's first trial
+        starts at once and the runs come as the trials do (an autoscaler still sees the queued demand)."""
+        resources = ray.cluster_resources()
+        slots = [resources.get(kind, 0.0) / float(need) for kind, need in
+                 (("CPU", self.cluster["num_cpus"]), ("GPU", self.cluster["num_gpus"])) if need]
+        return max(2, 2 * int(min(slots))) if slots else len(self.queue) + len(self.pending)
 
     def _launch(self, trial: Trial) -> None:
         spec = self.book.prepare(trial)

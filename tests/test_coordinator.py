@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -57,10 +58,16 @@ def test_ctrl_c_without_a_terminal_cancels_and_a_user_may_detach() -> None:
 
 def test_detach_returns_at_once_and_status_follows_the_live_sweep(tmp_path: Path, ray_address: str, mlflow_uri: str,
                                                                    experiment: str) -> None:
+    """Also: runs are created as trials are submitted, at most twice the cluster's slots ahead (the session's Ray has
+    2 CPUs, a trial takes 1), so a large grid's first trial starts at once; status names the trials still queued."""
     where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
+    rates = [f"0.0{i}" for i in range(1, 7)]
+    # Each epoch pauses 4 s (a test-only fault): no trial finishes before the first `sweep status` has looked.
+    faults = {f"optimizer.lr={lr}": {"sleep_per_epoch_s": 4.0} for lr in rates}
     start = time.monotonic()
-    detached = run_sweep_cli("run", "--detach", "-m", "optimizer.lr=0.01,0.02", "dataset=digits", "trainer.epochs=15",
-                             "sweep.name=detached", *where, cwd=tmp_path)
+    detached = run_sweep_cli("run", "--detach", "-m", f"optimizer.lr={','.join(rates)}", "dataset=digits",
+                             "trainer.epochs=3", "cluster.num_cpus=1", "sweep.name=detached", *where, cwd=tmp_path,
+                             env={"SWEEP_FAULTS": json.dumps(faults)})
     prompt_s = time.monotonic() - start
     assert detached.returncode == 0, detached.stdout + detached.stderr
     assert "detached: the sweep runs on the cluster" in detached.stdout
@@ -69,10 +76,12 @@ def test_detach_returns_at_once_and_status_follows_the_live_sweep(tmp_path: Path
     live = run_sweep_cli("status", "detached", *where, cwd=tmp_path)
     assert "(live, from its coordinator)" in live.stdout, live.stdout
     client = MlflowClient(mlflow_uri)
-    _wait_for(lambda: [r.info.status for r in _trial_runs(client, experiment)] == ["FINISHED"] * 2, 300,
+    assert len(_trial_runs(client, experiment)) <= 4, "no more runs than twice the slots while none has finished"
+    assert re.search(r"and [2-6] more trial\(s\) queued by its coordinator", live.stdout), live.stdout
+    _wait_for(lambda: [r.info.status for r in _trial_runs(client, experiment)] == ["FINISHED"] * 6, 300,
               "the detached sweep to finish")
     done = run_sweep_cli("status", "detached", *where, cwd=tmp_path)
-    assert done.stdout.count("finished") == 2, done.stdout
+    assert done.stdout.count("finished") == 6, done.stdout
     parent = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], "tags.kind = 'sweep'")[0]
     _wait_for(lambda: client.get_run(parent.info.run_id).info.status == "FINISHED", 60, "the parent run to end")
 
