@@ -9,9 +9,11 @@ Runs `sweep run` over N trivial trials (digits, a 16-unit MLP, 2 epochs, one per
   evaluation and per-epoch tracking;
 - the same figure in steady state: from the first run's creation to the last run's end, which leaves out the
   sweep's fixed start-up and shutdown (Python and Ray start, planning, the summary), paid once per sweep;
-- the time from the command to the first run's creation.
+- the time from the command to the first run's creation (a run is created as its trial is submitted);
+- with --per-epoch, requests per trial-epoch in steady state and per trial outside its epochs, from a second sweep
+  of the same trials with three times the epochs (the difference is all epochs).
 
-    python benchmarks/overhead_bench.py [--trials 16] [--slots 2] [--epochs 2]
+    python benchmarks/overhead_bench.py [--trials 16] [--slots 2] [--epochs 2] [--per-epoch]
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from tracking_servers import sqlite_server  # noqa: E402 - the tests' stock server, started as MLflow's docs do
+from tracking_servers import StockServer, sqlite_server  # noqa: E402 - the tests' stock server, started as MLflow's docs do
 
 REQUEST = re.compile(r'"(GET|POST|DELETE|PUT|PATCH) (/[^ ?"]*)')
 
@@ -49,47 +52,74 @@ def _training_s(client: MlflowClient, run_id: str, epochs: int) -> float:
     return epochs * (stamps[-1] - stamps[0]) / 1000 / max(epochs - 1, 1)
 
 
+@dataclass(frozen=True)
+class SweepFigures:
+    wall: float
+    training: float
+    first_start: float
+    steady: float
+    counts: collections.Counter[str]
+
+
+def run_sweep(server: StockServer, scratch: str, experiment: str, trials: int, epochs: int, slots: int) -> SweepFigures:
+    before = len(server.log_path.read_text())
+    command = [str(Path(sys.executable).with_name("sweep")), "run", "-m", f"trainer.seed=range(0,{trials})",
+               "dataset=digits", "model.hidden_sizes=[16]", f"trainer.epochs={epochs}",
+               f"cluster.local_num_cpus={slots}", "cluster.num_cpus=1", f"tracking.uri={server.uri}",
+               f"tracking.experiment={experiment}"]
+    start = time.time()
+    result = subprocess.run(command, cwd=scratch, capture_output=True, text=True, env={**os.environ, "RAY_ADDRESS": ""})
+    wall = time.time() - start
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    client = MlflowClient(server.uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], "tags.kind = 'trial'",
+                              max_results=10000)
+    assert len(runs) == trials
+    # Settle: the access log is written as requests end.
+    time.sleep(1.0)
+    counts = count_requests(server.log_path.read_text()[before:])
+    training = sum(_training_s(client, r.info.run_id, epochs) for r in runs)
+    first_start = min(r.info.start_time for r in runs) / 1000 - start
+    steady = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
+    return SweepFigures(wall, training, first_start, steady, counts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--per-epoch", action="store_true",
+                        help="also run the trials for 3x the epochs, to split requests per epoch from per trial")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="overhead-") as scratch:
         server = sqlite_server(Path(scratch) / "server")
         try:
-            before = len(server.log_path.read_text())
-            command = [str(Path(sys.executable).with_name("sweep")), "run", "-m", f"trainer.seed=range(0,{args.trials})",
-                       "dataset=digits", "model.hidden_sizes=[16]", f"trainer.epochs={args.epochs}",
-                       f"cluster.local_num_cpus={args.slots}", "cluster.num_cpus=1", f"tracking.uri={server.uri}",
-                       "tracking.experiment=overhead"]
-            start = time.time()
-            result = subprocess.run(command, cwd=scratch, capture_output=True, text=True,
-                                    env={**os.environ, "RAY_ADDRESS": ""})
-            wall = time.time() - start
-            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-            client = MlflowClient(server.uri)
-            experiment = client.get_experiment_by_name("overhead").experiment_id
-            runs = client.search_runs([experiment], "tags.kind = 'trial'", max_results=10000)
-            assert len(runs) == args.trials
-            # Settle: the access log is written as requests end.
-            time.sleep(1.0)
-            counts = count_requests(server.log_path.read_text()[before:])
-            training = sum(_training_s(client, r.info.run_id, args.epochs) for r in runs)
+            sweep = run_sweep(server, scratch, "overhead", args.trials, args.epochs, args.slots)
+            longer = run_sweep(server, scratch, "overhead-longer", args.trials, 3 * args.epochs, args.slots) \
+                if args.per_epoch else None
         finally:
             server.stop()
-    first_start = min(r.info.start_time for r in runs) / 1000 - start
-    steady = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
-    total = sum(counts.values())
-    trial_epochs = args.trials * args.epochs
-    print(f"{args.trials} trivial trials x {args.epochs} epochs on {args.slots} slots: wall {wall:.1f} s")
-    print(f"slot time per trial beyond training:    {(wall * args.slots - training) / args.trials:.3f} s")
-    print(f"  in steady state (first run to last):   {(steady * args.slots - training) / args.trials:.3f} s"
-          f" ({steady:.1f} s of the wall)")
-    print(f"first run created after:                 {first_start:.1f} s")
-    print(f"tracking requests: {total} = {total / args.trials:.1f} per trial = {total / trial_epochs:.1f} per trial-epoch")
-    for endpoint, n in counts.most_common():
+    total = sum(sweep.counts.values())
+    print(f"{args.trials} trivial trials x {args.epochs} epochs on {args.slots} slots: wall {sweep.wall:.1f} s")
+    print(f"slot time per trial beyond training:    {(sweep.wall * args.slots - sweep.training) / args.trials:.3f} s")
+    print(f"  in steady state (first run to last):   {(sweep.steady * args.slots - sweep.training) / args.trials:.3f} s"
+          f" ({sweep.steady:.1f} s of the wall)")
+    print(f"first run created after:                 {sweep.first_start:.1f} s")
+    print(f"tracking requests: {total} = {total / args.trials:.1f} per trial = "
+          f"{total / (args.trials * args.epochs):.1f} per trial-epoch")
+    for endpoint, n in sweep.counts.most_common():
         print(f"  {n / args.trials:6.2f} per trial  {endpoint}")
+    if longer is not None:
+        extra_epochs = args.trials * 2 * args.epochs
+        per_epoch = (sum(longer.counts.values()) - total) / extra_epochs
+        print(f"the same trials with {3 * args.epochs} epochs: {sum(longer.counts.values()) / args.trials:.1f} per trial; "
+              f"so {per_epoch:.2f} per trial-epoch in steady state and "
+              f"{total / args.trials - args.epochs * per_epoch:.1f} per trial outside its epochs")
+        for endpoint in sorted(set(longer.counts) | set(sweep.counts)):
+            if longer.counts[endpoint] != sweep.counts[endpoint]:
+                print(f"  {(longer.counts[endpoint] - sweep.counts[endpoint]) / extra_epochs:6.2f} per trial-epoch  "
+                      f"{endpoint}")
 
 
 if __name__ == "__main__":
