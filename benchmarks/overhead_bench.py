@@ -115,7 +115,7 @@ def main() -> None:
         per_epoch = (sum(longer.counts.values()) - total) / extra_epochs
         print(f"the same trials with {3 * args.epochs} epochs: {sum(longer.counts.values()) / args.trials:.1f} per trial; "
               f"so {per_epoch:.2f} per trial-epoch in steady state and "
-              f"{total / args.trials - args.epochs * per_epoch:.1f} per trial outside its epochs")
+              f"{total / args.trials - args.epochs * per_epoch:.1f} per trial outside its epochs (the intercept of that line)")
         for endpoint in sorted(set(longer.counts) | set(sweep.counts)):
             if longer.counts[endpoint] != sweep.counts[endpoint]:
                 print(f"  {(longer.counts[endpoint] - sweep.counts[endpoint]) / extra_epochs:6.2f} per trial-epoch  "

@@ -70,11 +70,24 @@ def sha256_of(path: Path) -> str:
 
 def write_checkpoint(state: TrainingState, directory: Path) -> Path:
     """Write ``state`` atomically into ``directory``; returns its path, named by its epoch and digest."""
+    return seal_checkpoint(write_unsealed(state, directory))
+
+
+def write_unsealed(state: TrainingState, directory: Path) -> Path:
+    """The part of writing that must happen now (the state's tensors are the live model's): a temporary file that
+    no reader takes for a checkpoint until :func:`seal_checkpoint` names it."""
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f"{checkpoint_name(state.epoch)}.tmp"
     torch.save({"epoch": state.epoch, "step": state.step, "model": state.model, "recipe": state.recipe,
                 "rng": state.rng, "averaged": state.averaged}, tmp)
-    path = directory / checkpoint_name(state.epoch, sha256_of(tmp))
+    return tmp
+
+
+def seal_checkpoint(tmp: Path) -> Path:
+    """Name an unsealed checkpoint by its digest (an atomic rename); returns the checkpoint's path."""
+    parsed = parse_checkpoint_name(tmp.name.removesuffix(".tmp"))
+    assert parsed is not None, tmp
+    path = tmp.with_name(checkpoint_name(parsed[0], sha256_of(tmp)))
     os.replace(tmp, path)
     return path
 

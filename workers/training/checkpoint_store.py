@@ -10,14 +10,14 @@ from typing import Callable, Iterable, Optional
 
 from workers.artifacts import CHECKPOINT_DIR, checkpoint_artifacts, checkpoint_files
 from workers.run_artifacts import RunArtifacts
-from workers.training.checkpoint import TrainingState, read_checkpoint, write_checkpoint
+from workers.training.checkpoint import TrainingState, read_checkpoint, seal_checkpoint, write_unsealed
 
 
 class CheckpointStore:
     """Writes checkpoints locally, uploads them to the run in the background, keeps the newest ``keep`` there.
 
-    ``save`` writes the file (the state's tensors are the live model's, so this cannot wait) and returns; the upload
-    and the pruning it allows run on a thread while the next epoch trains. One upload is in flight at a time: the
+    ``save`` writes the file (the state's tensors are the live model's, so this cannot wait) and returns; its digest,
+    the upload and the pruning it allows run on a thread while the next epoch trains. One upload is in flight at a time: the
     next ``save`` waits for the previous one, and leaving the ``with`` block waits for the last (raising its error,
     unless the block is already failing). Guarantees: a checkpoint's name carries its digest, so a partial upload is
     never taken as valid; an older checkpoint is pruned only once a newer one is stored; ``on_stored(epoch)`` is
@@ -53,11 +53,11 @@ class CheckpointStore:
             self._upload.join()  # the scratch directory must outlive the upload; the block's own error wins
 
     def save(self, state: TrainingState) -> None:
-        """Write the checkpoint now; store it (then prune) in the background."""
-        path = write_checkpoint(state, self.scratch / "out")
+        """Write the checkpoint now; digest, store and prune in the background."""
+        unsealed = write_unsealed(state, self.scratch / "out")
         self.wait()
         self._files_stored()  # listed here, not on the uploader's thread
-        self._upload = threading.Thread(target=self._store, args=(state.epoch, path), name="checkpoint-upload",
+        self._upload = threading.Thread(target=self._store, args=(state.epoch, unsealed), name="checkpoint-upload",
                                         daemon=True)
         self._upload.start()
 
@@ -70,8 +70,9 @@ class CheckpointStore:
         if error is not None:
             raise error
 
-    def _store(self, epoch: int, path: Path) -> None:
+    def _store(self, epoch: int, unsealed: Path) -> None:
         try:
+            path = seal_checkpoint(unsealed)
             self.artifacts.upload(path, CHECKPOINT_DIR)
             files = self._files_stored()
             files[epoch] = path.name
