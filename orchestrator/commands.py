@@ -148,7 +148,7 @@ def _follow_or_stop(coordinator: Any, plan: SweepPlan, console: Console, on_clus
             console.print(f"detached: the sweep goes on; `sweep status {plan.sweep_id}` follows it")
             return 0
         try:
-            cancelled = ray.get(coordinator.cancel.remote(), timeout=120)
+            cancelled = ray.get(coordinator.cancel.remote(), timeout=120) or 0
         except ray.exceptions.RayError:
             cancelled = 0
         console.print(f"cancelled: {cancelled} trial(s) stopped, their runs end KILLED; "
@@ -285,9 +285,10 @@ def cancel_sweep(sweep_id: str, overrides: Sequence[str], console: Console) -> i
         check_ray_reachable(address)
         connect(config["cluster"])
         coordinator = find_coordinator(sweep_id, config["tracking"])
-        if coordinator is None:
+        count = None if coordinator is None else ray.get(coordinator.cancel.remote(), timeout=120)
+        if count is None:
             raise UserError(f"sweep {sweep_id!r}: no live coordinator on cluster {address}; nothing to cancel")
-        stopped = f"{ray.get(coordinator.cancel.remote(), timeout=120)} trial(s) stopped"
+        stopped = f"{count} trial(s) stopped"
     else:
         stopped = _interrupt_local_owner(sweep_id, resolve_target(config["tracking"]).local_dir)
     console.print(f"sweep {sweep_id}: cancelled ({stopped}); its unfinished runs end KILLED; "

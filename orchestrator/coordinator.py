@@ -181,9 +181,13 @@ class SweepCoordinator:
         with self.exchange:
             self.prune_orders.setdefault(trial_id, epoch)
 
-    def cancel(self, reason: str = "cancelled by `sweep cancel`") -> int:
-        """Stop every task of the sweep; their runs end KILLED (``sweep resume`` picks them up later)."""
+    def cancel(self, reason: str = "cancelled by `sweep cancel`") -> Optional[int]:
+        """Stop every task of the sweep; their runs end KILLED (``sweep resume`` picks them up later). Returns how
+        many trials it stopped, or None when the sweep was already cancelled or has finished: this coordinator is
+        only lingering, with nothing to stop."""
         with self.lock:
+            if self.cancelled or self.closed:
+                return None
             self.cancelled = True
             victims = [trial for trial, _ in self.pending.values()] + list(self.queue)
             for ref in list(self.pending):
