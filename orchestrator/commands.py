@@ -26,7 +26,8 @@ from orchestrator.resources import alive_node_resources, check_satisfiable
 from orchestrator.status import FINISHED, render, trial_status
 from orchestrator.status import with_owner_state
 from orchestrator.processes import is_running
-from orchestrator.store_lock import lock_holder, store_lock
+from orchestrator.store_lock import lock_holder
+from orchestrator.sweep_guard import local_sweep_hold
 from orchestrator.sweep_book import SweepOrder
 from orchestrator.validation import validate
 from orchestrator.tracking import SweepRecord, SweepTracker, TrackingTarget, check_reachable, resolve_target
@@ -117,7 +118,7 @@ def launch(plan: SweepPlan, console: Console, expected: Optional[SweepRecord] = 
     faults = json.loads(os.environ.get(FAULTS_ENV, "{}"))
     with ExitStack() as stack:
         if address is None:
-            stack.enter_context(store_lock(target.local_dir, plan.sweep_id))
+            stack.enter_context(local_sweep_hold(target, plan))
         endpoint = stack.enter_context(writable_store(target, while_starting=lambda: _start_ray(plan, target)))
         order = SweepOrder(plan, endpoint, faults)
         if plan.launcher == "basic":

@@ -207,9 +207,9 @@ class SweepCoordinator:
     # --- the coordinator's own threads ------------------------------------------------------------------------------
 
     def _cancel_when_gone(self, pid: int) -> None:
-        """Local mode: the sweep lives in its `sweep` process's tree (its Ray, its store server); when that process
-        dies (even by kill -9) the sweep is cancelled at once, so a resume started right after never finds a second
-        writer on the same runs."""
+        """The sweep fate-shares with its `sweep` process: when that process dies (even by kill -9) its tasks are
+        stopped at once, so a resume started right after never finds a second writer on the same runs. Locally, Ray's
+        teardown may kill this actor before it has ended the runs; the process's guard (``sweep_guard``) ends them."""
         while is_running(pid):
             time.sleep(DRIVER_WATCH_S)
         self.cancel(f"cancelled: its `sweep` process (pid {pid}) ended")

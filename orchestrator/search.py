@@ -22,7 +22,7 @@ from orchestrator.planning import SweepPlan
 from orchestrator.ray_cluster import check_reachable as check_ray_reachable, resolve_address
 from orchestrator.search_plan import driver_overrides, plan_search, require_extra
 from orchestrator.status import DONE, PRUNED, render, trial_status
-from orchestrator.store_lock import store_lock
+from orchestrator.sweep_guard import local_sweep_hold
 from orchestrator.study import completed_trials, study_path
 from orchestrator.tracking import SweepTracker, check_reachable, resolve_target
 
@@ -68,7 +68,7 @@ def run_search(arguments: Sequence[str], sweeper: str, multirun: bool, console: 
     if done < n_trials:
         with ExitStack() as stack:
             if address is None:
-                stack.enter_context(store_lock(target.local_dir, plan.sweep_id))
+                stack.enter_context(local_sweep_hold(target, plan))
             endpoint = stack.enter_context(writable_store(target, while_starting=lambda: _start_ray(plan, target)))
             store_uri = endpoint.uri if target.needs_local_server else None
             overrides = [*arguments, *driver_overrides(plan, n_trials - done, done, seed, str(path),
