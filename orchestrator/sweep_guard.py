@@ -81,6 +81,9 @@ def _guard(target: "TrackingTarget", sweep_id: str, outage_timeout: float) -> It
     try:
         yield
         clean = True
+    except UserError:
+        clean = True  # a one-line refusal: the command stopped what it had started before saying it
+        raise
     finally:
         if clean:
             _send(guard.stdin, ALL_CLEAR)

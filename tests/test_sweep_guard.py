@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from orchestrator.mlflow_server import local_store
 from orchestrator.processes import is_running
 from orchestrator.sweep_guard import LOG_NAME
@@ -32,6 +34,9 @@ with local_sweep_hold(resolve_target(plan.settings["tracking"]), plan):
     how = sys.stdin.readline().strip()
     if how == "raise":
         raise RuntimeError("the command failed")
+    if how == "refuse":
+        from orchestrator.errors import UserError
+        raise UserError("cluster.num_gpus=8: no node has 8 GPU(s)")
     if how == "hang":
         time.sleep(600)
 """
@@ -110,13 +115,15 @@ def test_a_command_that_fails_with_an_exception_leaves_no_run_running(tmp_path: 
     assert _statuses(tracker) == HELD_BY_THE_DEAD
 
 
-def test_a_clean_end_sends_the_all_clear_and_the_guard_touches_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("end", ["done", "refuse"])
+def test_a_clean_end_sends_the_all_clear_and_the_guard_touches_nothing(tmp_path: Path, end: str) -> None:
+    """A finished command, or one that refused in one line (it stopped what it had started before saying so)."""
     tracker = _store(tmp_path)
     before = _statuses(tracker)
     holder = _hold(tmp_path)
     (guard,) = _guard_pids(holder.pid)
-    holder.communicate("done\n", timeout=30)
-    assert holder.returncode == 0
+    holder.communicate(f"{end}\n", timeout=30)
+    assert holder.returncode == (0 if end == "done" else 1)
     assert not is_running(guard), "the command waits for its guard to take the all-clear and exit"
     assert _statuses(tracker) == before
     assert (tmp_path / LOG_NAME).read_text() == ""
