@@ -12,6 +12,7 @@ Stores (each started as its own docs start it):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,9 +152,18 @@ def test_checkpoints_upload_list_download_and_prune(store: Store, experiment: st
     broken.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     logger.artifacts().delete(f"{CHECKPOINT_DIR}/{full.name}")
     logger.artifacts().upload(broken, CHECKPOINT_DIR)
-    with pytest.warns(UserWarning, match="epoch_0004.* unusable .*falling back"):
-        state = CheckpointStore(logger.artifacts(), tmp_path / "b", keep=2).latest()
-    assert state is not None and state.epoch == 3
+    with CheckpointStore(logger.artifacts(), tmp_path / "b", keep=2) as resumed:
+        with pytest.warns(UserWarning, match="epoch_0004.* unusable .*falling back"):
+            state = resumed.latest()
+        assert state is not None and state.epoch == 3
+        # Epoch 4 trained again (its bytes differ: GPU kernels need not be deterministic) replaces the unusable
+        # file: no orphan of the same epoch stays in the run.
+        resumed.save(dataclasses.replace(_state(4), step=41))
+    names = {Path(f.path).name for f in logger.client.list_artifacts(run_id, CHECKPOINT_DIR)}
+    # (This store protects no epoch: epoch 1 went with the newest two kept.)
+    assert broken.name not in names and sorted(checkpoint_epochs(names)) == [3, 4] and len(names) == 2, names
+    latest = CheckpointStore(logger.artifacts(), tmp_path / "c", keep=2).latest()
+    assert latest is not None and (latest.epoch, latest.step) == (4, 41)
 
 
 def test_checkpoints_of_the_sidecar_layout_resume_and_are_pruned(store: Store, experiment: str, tmp_path: Path) -> None:

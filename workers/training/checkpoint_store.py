@@ -20,8 +20,8 @@ class CheckpointStore:
     the upload and the pruning it allows run on a thread while the next epoch trains. One upload is in flight at a
     time: the next ``save`` waits for the previous one, and leaving the ``with`` block waits for the last (raising its error,
     unless the block is already failing). Guarantees: a checkpoint's name carries its digest, so a partial upload is
-    never taken as valid; an older checkpoint is pruned only once a newer one is stored; ``on_stored(epoch)`` is
-    called once a checkpoint is stored.
+    never taken as valid; an older checkpoint is pruned only once a newer one is stored, and a file of the same epoch is
+    replaced, not left behind; ``on_stored(epoch)`` is called once a checkpoint is stored.
 
     Checkpoints of ``protected`` epochs (those a spectrum is computed at) are never pruned.
 
@@ -75,7 +75,11 @@ class CheckpointStore:
             path = seal_checkpoint(unsealed)
             self.artifacts.upload(path, CHECKPOINT_DIR)
             files = self._files_stored()
+            replaced = files.get(epoch)
             files[epoch] = path.name
+            if replaced is not None and replaced != path.name:
+                # The same epoch trained again (after its stored file proved unusable): the old file goes.
+                self._delete(replaced)
             self._prune(files)
             self.on_stored(epoch)
             path.unlink()
@@ -111,7 +115,9 @@ class CheckpointStore:
     def _prune(self, files: dict[int, str]) -> None:
         for epoch in sorted(files)[: -self.keep]:
             if epoch not in self.protected:
-                # The checkpoint before a sidecar: a sidecar without its checkpoint is simply ignored.
-                for artifact in checkpoint_artifacts(files[epoch]):
-                    self.artifacts.delete(artifact)
-                del files[epoch]
+                self._delete(files.pop(epoch))
+
+    def _delete(self, name: str) -> None:
+        # The checkpoint before a sidecar: a sidecar without its checkpoint is simply ignored.
+        for artifact in checkpoint_artifacts(name):
+            self.artifacts.delete(artifact)
