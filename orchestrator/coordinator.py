@@ -24,6 +24,7 @@ from orchestrator.planning import Trial
 from orchestrator.processes import is_running
 from orchestrator.ray_launcher import describe_failure, spectrum_task, train_task
 from orchestrator.sweep_book import SweepBook, SweepOrder
+from orchestrator.sweep_guard import driver_ended
 from orchestrator.tracking import resolve_target
 from workers.ownership import GO, PRUNE, STOP
 from workers.spec import FINISHED, KILLED, TRAINED, TrialOutcome
@@ -212,7 +213,7 @@ class SweepCoordinator:
         teardown may kill this actor before it has ended the runs; the process's guard (``sweep_guard``) ends them."""
         while is_running(pid):
             time.sleep(DRIVER_WATCH_S)
-        self.cancel(f"cancelled: its `sweep` process (pid {pid}) ended")
+        self.cancel(driver_ended(pid))
 
     def _run(self) -> None:
         """Work until the sweep is done and no new grid point came for LINGER_S, then exit."""
@@ -298,7 +299,8 @@ def coordinator_actor(order: SweepOrder, detached: bool) -> Any:
     """The sweep's coordinator: found if it is alive, else created (atomically, by name). It holds no CPU and runs
     on the head node, which outlives the worker nodes. On a cluster it is detached (it outlives the `sweep` command);
     locally it fate-shares with the command's process."""
-    options: dict[str, Any] = dict(name=coordinator_name(order.plan.sweep_id, order.plan.settings["tracking"]), namespace=NAMESPACE, get_if_exists=True,
+    name = coordinator_name(order.plan.sweep_id, order.plan.settings["tracking"])
+    options: dict[str, Any] = dict(name=name, namespace=NAMESPACE, get_if_exists=True,
                                    num_cpus=0, max_concurrency=16, max_restarts=0,
                                    resources={"node:__internal_head__": 0.001})
     if detached:

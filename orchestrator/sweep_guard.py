@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Iterator, Optional
@@ -53,9 +53,11 @@ class GuardOrder:
     experiment: str
     outage_timeout: float
 
-    @property
-    def reason(self) -> str:
-        return f"cancelled: its `sweep` process (pid {self.pid}) ended"
+
+
+def driver_ended(pid: int) -> str:
+    """Why a sweep's runs ended KILLED when its `sweep` process died: the coordinator's words and the guard's."""
+    return f"cancelled: its `sweep` process (pid {pid}) ended"
 
 
 @contextmanager
@@ -107,22 +109,24 @@ def end_orphaned_runs(order: GuardOrder) -> str:
     from workers.spec import KILLED
 
     target = TrackingTarget(order.uri, Path(order.local_dir), order.experiment)
-    try:
-        with store_lock(target.local_dir, order.sweep_id):
-            if not target.has_store:
-                return "no store: nothing was recorded"
-            # The dead process's server is gone: write to the store itself (a user's server is written through).
-            tracker = SweepTracker(target.reader, target.experiment)
-            parent = retrying(lambda: tracker.find_parent(order.sweep_id), order.outage_timeout, "finding the sweep")
-            runs = retrying(lambda: tracker.trial_runs(order.sweep_id), order.outage_timeout, "reading the runs")
-            held = [run.info.run_id for run in runs.values() if run.info.status in HELD]
-            for run_id in held:
-                retrying(lambda: tracker.fail_run(run_id, order.reason, KILLED), order.outage_timeout, "ending a run")
-            if parent is not None and parent.info.status == "RUNNING":
-                retrying(lambda: tracker.end_parent(parent.info.run_id, KILLED), order.outage_timeout, "ending the sweep")
-            return f"{len(held)} run(s) ended KILLED"
-    except UserError:
-        return "a new `sweep` process holds the store: the runs are its to resume"
+    with ExitStack() as held_store:
+        try:
+            held_store.enter_context(store_lock(target.local_dir, order.sweep_id))
+        except UserError:
+            return "a new `sweep` process holds the store: the runs are its to resume"
+        if not target.has_store:
+            return "no store: nothing was recorded"
+        # The dead process's server is gone: write to the store itself (a user's server is written through).
+        tracker = SweepTracker(target.reader, target.experiment)
+        timeout, reason = order.outage_timeout, driver_ended(order.pid)
+        parent = retrying(lambda: tracker.find_parent(order.sweep_id), timeout, "finding the sweep")
+        runs = retrying(lambda: tracker.trial_runs(order.sweep_id), timeout, "reading the runs")
+        held = [run.info.run_id for run in runs.values() if run.info.status in HELD]
+        for run_id in held:
+            retrying(lambda: tracker.fail_run(run_id, reason, KILLED), timeout, "ending a run")
+        if parent is not None and parent.info.status == "RUNNING":
+            retrying(lambda: tracker.end_parent(parent.info.run_id, KILLED), timeout, "ending the sweep")
+        return f"{len(held)} run(s) ended KILLED"
 
 
 def main() -> None:

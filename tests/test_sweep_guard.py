@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -80,7 +81,7 @@ def _guard_pids(holder_pid: int) -> list[int]:
     return found
 
 
-def _wait_until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -102,7 +103,8 @@ def test_a_killed_command_s_runs_end_killed_saying_why(tmp_path: Path) -> None:
     killed = tracker.trial_runs(SWEEP)["t-running"]
     assert killed.data.tags["error"] == f"cancelled: its `sweep` process (pid {holder.pid}) ended"
     log = (tmp_path / LOG_NAME).read_text()
-    assert f"sweep {SWEEP}: its `sweep` process (pid {holder.pid}) ended without finishing; 2 run(s) ended KILLED" in log
+    assert (f"sweep {SWEEP}: its `sweep` process (pid {holder.pid}) ended without finishing; "
+            "2 run(s) ended KILLED") in log
 
 
 def test_a_command_that_fails_with_an_exception_leaves_no_run_running(tmp_path: Path) -> None:

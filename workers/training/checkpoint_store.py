@@ -18,10 +18,10 @@ class CheckpointStore:
 
     ``save`` writes the file (the state's tensors are the live model's, so this cannot wait) and returns; its digest,
     the upload and the pruning it allows run on a thread while the next epoch trains. One upload is in flight at a
-    time: the next ``save`` waits for the previous one, and leaving the ``with`` block waits for the last (raising its error,
-    unless the block is already failing). Guarantees: a checkpoint's name carries its digest, so a partial upload is
-    never taken as valid; an older checkpoint is pruned only once a newer one is stored, and a file of the same epoch is
-    replaced, not left behind; ``on_stored(epoch)`` is called once a checkpoint is stored.
+    time: the next ``save`` waits for the previous one, and leaving the ``with`` block waits for the last (raising its
+    error, unless the block is already failing). Guarantees: a checkpoint's name carries its digest, so a partial
+    upload is never taken as valid; an older checkpoint is pruned only once a newer one is stored, and a file of the
+    same epoch is replaced, not left behind; ``on_stored(epoch)`` is called once a checkpoint is stored.
 
     Checkpoints of ``protected`` epochs (those a spectrum is computed at) are never pruned.
 
