@@ -259,17 +259,14 @@ def _live_states(sweep_id: str, config: dict[str, Any]) -> Optional[dict[str, st
     address = resolve_address(cluster)
     if address is None:
         return None
-    from orchestrator.coordinator import find_coordinator
+    import ray
+
+    from orchestrator.coordinator import ask_coordinator
 
     check_ray_reachable(address)
     connect(cluster)
-    coordinator = find_coordinator(sweep_id, config["tracking"])
-    if coordinator is None:
-        return None
-    import ray
-
     try:
-        return ray.get(coordinator.trial_states.remote(), timeout=30)
+        return ask_coordinator(sweep_id, config["tracking"], "trial_states", timeout=30)
     except ray.exceptions.RayError:
         return None
 
@@ -279,14 +276,11 @@ def cancel_sweep(sweep_id: str, overrides: Sequence[str], console: Console) -> i
     config = _where_to_run(overrides)
     address = resolve_address(config["cluster"])
     if address is not None:
-        import ray
-
-        from orchestrator.coordinator import find_coordinator
+        from orchestrator.coordinator import ask_coordinator
 
         check_ray_reachable(address)
         connect(config["cluster"])
-        coordinator = find_coordinator(sweep_id, config["tracking"])
-        count = None if coordinator is None else ray.get(coordinator.cancel.remote(), timeout=120)
+        count = ask_coordinator(sweep_id, config["tracking"], "cancel", timeout=120)
         if count is None:
             raise UserError(f"sweep {sweep_id!r}: no live coordinator on cluster {address}; nothing to cancel")
         stopped = f"{count} trial(s) stopped"

@@ -315,3 +315,15 @@ def find_coordinator(sweep_id: str, tracking: Mapping[str, Any]) -> Optional[Any
     except ValueError:
         return None
 
+
+def ask_coordinator(sweep_id: str, tracking: Mapping[str, Any], method: str, timeout: float) -> Optional[Any]:
+    """``method``'s answer from the sweep's live coordinator, or None without one. A coordinator found by name may
+    exit before it answers (it exits a second after a cancel, LINGER_S after its sweep): that is "none" too."""
+    coordinator = find_coordinator(sweep_id, tracking)
+    if coordinator is None:
+        return None
+    try:
+        return ray.get(getattr(coordinator, method).remote(), timeout=timeout)
+    except ray.exceptions.RayActorError:
+        return None
+

@@ -142,6 +142,27 @@ def test_cancel_then_resume(tmp_path: Path, ray_address: str, mlflow_uri: str, e
         _every_epoch_once(client, run)
 
 
+
+def test_cancel_reaching_a_coordinator_as_it_exits_finds_none(ray_address: str, mlflow_uri: str, experiment: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A coordinator exits a second after a cancel: a second `sweep cancel` may find it by name and then see it go
+    (CI's loaded machine did). That is "no live coordinator", not a traceback."""
+    import ray
+
+    from orchestrator.coordinator import NAMESPACE, coordinator_name
+
+    @ray.remote
+    class ExitsWhenAsked:
+        def cancel(self) -> None:
+            ray.actor.exit_actor()
+
+    name = coordinator_name("exiting", {"uri": mlflow_uri, "local_dir": ".", "experiment": experiment})
+    actor = ExitsWhenAsked.options(name=name, namespace=NAMESPACE).remote()
+    where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
+    assert main(["cancel", "exiting", *where]) == 2
+    assert "sweep 'exiting': no live coordinator on cluster" in capsys.readouterr().err
+    del actor
+
 def test_resources_no_node_has_are_refused_before_launch(tmp_path: Path, ray_address: str, mlflow_uri: str,
                                                          experiment: str, capsys: pytest.CaptureFixture[str]) -> None:
     where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
