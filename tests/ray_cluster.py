@@ -24,6 +24,7 @@ from orchestrator.mlflow_server import free_port
 
 NODE_RESOURCE_PREFIX = "test_node_"
 START_TIMEOUT_S = 120.0
+STOP_GRACE_S = 5.0
 
 
 @dataclass
@@ -117,12 +118,13 @@ class RayCluster:
             time.sleep(0.5)
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL of what lingers: worker nodes stop in a second, but a head given SIGTERM waits ~30 s
+        for its lost nodes' health checks, and nothing of a test cluster needs that grace."""
         for node in reversed(list(self.nodes.values())):
             if node.alive:
                 os.killpg(node.process.pid, signal.SIGTERM)
-        for node in self.nodes.values():
             try:
-                node.process.wait(timeout=20)
+                node.process.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 node.kill()
 

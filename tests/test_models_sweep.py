@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweep_cli import run_sweep_cli
+from sweep_cli import run_sweep_here
 from dataset_files import write_cifar
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ def _trial_runs(client: MlflowClient, experiment: str) -> list:
 def test_each_cnn_trains_through_a_sweep(model: str, tmp_path: Path, ray_address: str, mlflow_uri: str,
                                          experiment: str) -> None:
     write_cifar(tmp_path / "data", "cifar10", per_file=40)
-    result = run_sweep_cli(
+    result = run_sweep_here(
         "run", "-m", f"model={model}", *CPU_SIZED[model], "optimizer=sgd,swa", "schedule=paper", "dataset=cifar10",
         f"dataset.root={tmp_path / 'data'}", "trainer.epochs=2", "trainer.batch_size=32",
         f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}",

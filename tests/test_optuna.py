@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
-from sweep_cli import run_sweep_cli
+from sweep_cli import run_sweep_here
 
 LR, WD = (0.001, 0.1), (1e-5, 1e-3)
 
@@ -30,7 +30,7 @@ def _search(n_trials: int, mlflow_uri: str, experiment: str, ray_address: str) -
 
 @pytest.mark.slow
 def test_tpe_search_of_eight_then_continued(tmp_path: Path, ray_address: str, mlflow_uri: str, experiment: str) -> None:
-    result = run_sweep_cli(*_search(8, mlflow_uri, experiment, ray_address), cwd=tmp_path)
+    result = run_sweep_here(*_search(8, mlflow_uri, experiment, ray_address), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "optuna search, 8 trial(s), 8 to run" in result.stdout
 
@@ -56,13 +56,13 @@ def test_tpe_search_of_eight_then_continued(tmp_path: Path, ray_address: str, ml
 
     # The same command again: the study has its 8 trials, nothing is asked, run or touched.
     end_times = {c.info.run_id: c.info.end_time for c in children}
-    again = run_sweep_cli(*_search(8, mlflow_uri, experiment, ray_address), cwd=tmp_path)
+    again = run_sweep_here(*_search(8, mlflow_uri, experiment, ray_address), cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "8 trial(s), 0 to run, 8 done" in again.stdout
     assert {c.info.run_id: c.info.end_time for c in _runs(client, experiment, "trial")} == end_times
 
     # Raised to 10: only the difference runs, in the same sweep.
-    more = run_sweep_cli(*_search(10, mlflow_uri, experiment, ray_address), cwd=tmp_path)
+    more = run_sweep_here(*_search(10, mlflow_uri, experiment, ray_address), cwd=tmp_path)
     assert more.returncode == 0, more.stdout + more.stderr
     assert "10 trial(s), 2 to run, 8 done" in more.stdout
     after = _runs(client, experiment, "trial")
@@ -130,13 +130,13 @@ def test_a_config_proposed_again_reuses_its_run(tmp_path: Path, ray_address: str
     args = ["run", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
             "hydra.sweeper.sampler.seed=1", "optimizer.lr=choice(0.01,0.1)", "dataset=digits", "trainer.epochs=1",
             f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
-    result = run_sweep_cli(*args, cwd=tmp_path)
+    result = run_sweep_here(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     client = MlflowClient(mlflow_uri)
     children = _runs(client, experiment, "trial")
     assert 1 <= len(children) <= 2
     assert len({c.data.tags["trial_id"] for c in children}) == len(children)
-    again = run_sweep_cli(*args, cwd=tmp_path)
+    again = run_sweep_here(*args, cwd=tmp_path)
     assert "4 trial(s), 0 to run, 4 done" in again.stdout, again.stdout + again.stderr
 
 
@@ -154,7 +154,7 @@ def test_median_pruner_stops_a_clearly_worse_trial(tmp_path: Path, ray_address: 
                 "dataset=digits", "trainer.epochs=4", "sweep.pruner=median", "sweep.pruner_startup_trials=1", *where]
 
     faults = {"SWEEP_FAULTS": json.dumps({"optimizer.lr=0.0001": {"sleep_per_epoch_s": 1.5}})}
-    result = run_sweep_cli(*search(2), cwd=tmp_path, env=faults)
+    result = run_sweep_here(*search(2), cwd=tmp_path, env=faults)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 of 2 trial(s) pruned" in result.stdout
     client = MlflowClient(mlflow_uri)
@@ -181,13 +181,13 @@ def test_median_pruner_stops_a_clearly_worse_trial(tmp_path: Path, ray_address: 
     assert second.user_attrs["pruned"] == len(logged) and sorted(second.intermediate_values) == sorted(logged)
     assert second.value == pytest.approx(pruned.data.metrics["test_acc"])
 
-    status = run_sweep_cli("status", *where, cwd=tmp_path)
+    status = run_sweep_here("status", *where, cwd=tmp_path)
     assert status.returncode == 0, status.stdout + status.stderr
     (row,) = [line for line in status.stdout.splitlines() if pruned.data.tags["trial_id"] in line]
     assert "pruned" in row
 
     # Continued: the sampler proposes the pruned config again; it is neither run again nor counted as failed.
-    more = run_sweep_cli(*search(3), cwd=tmp_path, env=faults)
+    more = run_sweep_here(*search(3), cwd=tmp_path, env=faults)
     assert more.returncode == 0, more.stdout + more.stderr
     assert "3 trial(s), 1 to run, 2 done" in more.stdout
     after = {c.info.run_id: (c.info.status, c.info.end_time) for c in _runs(client, experiment, "trial")}

@@ -15,7 +15,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from sweep_cli import run_sweep_cli
+from sweep_cli import run_sweep_cli, run_sweep_here
 from tracking_servers import StockServer
 from orchestrator.cli import main
 
@@ -146,9 +146,9 @@ def test_cluster_driver_killed_then_resume_attaches_to_the_live_coordinator(tmp_
     client = MlflowClient(mlflow_uri)
     before = _kill_driver_mid_sweep(common, tmp_path, client, experiment)
 
-    status = run_sweep_cli("status", "killed", *common, cwd=tmp_path)
+    status = run_sweep_here("status", "killed", *common, cwd=tmp_path)
     assert "(live, from its coordinator)" in status.stdout and "running" in status.stdout, status.stdout
-    resumed = run_sweep_cli("resume", "killed", *common, cwd=tmp_path)
+    resumed = run_sweep_here("resume", "killed", *common, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "attached to its live coordinator, 0 new" in resumed.stdout, resumed.stdout
     _assert_resumed_once_each(client, experiment, before)
@@ -160,7 +160,7 @@ def test_failed_trials_are_reported_then_resumed_alone(tmp_path: Path, ray_addre
     common = ["dataset=digits", "trainer.epochs=4", f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}",
               f"cluster.address={ray_address}", "cluster.num_cpus=0.5"]
     faults = {"optimizer.lr=0.02": {"raise_at_epoch": 2}, "optimizer.lr=0.03": {"nan_at_epoch": 1}}
-    first = run_sweep_cli("run", "-m", "optimizer.lr=0.01,0.02,0.03", "sweep.name=faults", *common, cwd=tmp_path,
+    first = run_sweep_here("run", "-m", "optimizer.lr=0.01,0.02,0.03", "sweep.name=faults", *common, cwd=tmp_path,
                           env={"SWEEP_FAULTS": json.dumps(faults)})
     assert first.returncode == 1, first.stdout + first.stderr
     assert "2 of 3 trial(s) did not finish" in first.stdout
@@ -178,7 +178,7 @@ def test_failed_trials_are_reported_then_resumed_alone(tmp_path: Path, ray_addre
     err = capsys.readouterr().err
     assert "the base config changed (trainer.epochs: 4 -> 5)" in err and len(err.strip().splitlines()) == 1
 
-    resumed = run_sweep_cli("resume", "faults", *common[2:], cwd=tmp_path)
+    resumed = run_sweep_here("resume", "faults", *common[2:], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "3 trial(s), 2 to run" in resumed.stdout
     after = {r.data.params["optimizer.lr"]: r for r in _trial_runs(client, experiment)}
@@ -192,7 +192,7 @@ def test_failed_trials_are_reported_then_resumed_alone(tmp_path: Path, ray_addre
 def test_listed_exceptions_are_retried_by_ray(tmp_path: Path, ray_address: str, mlflow_uri: str,
                                                                experiment: str) -> None:
     faults = {"optimizer.lr=0.01": {"raise_at_epoch": 1}, "optimizer.lr=0.02": {"raise_at_epoch": 1}}
-    result = run_sweep_cli(
+    result = run_sweep_here(
         "run", "-m", "optimizer.lr=0.01,0.02", "dataset=digits", "trainer.epochs=2", "cluster.max_retries=2",
         "cluster.retry_exceptions=[RuntimeError]", f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}",
         f"cluster.address={ray_address}", cwd=tmp_path, env={"SWEEP_FAULTS": json.dumps(faults)},

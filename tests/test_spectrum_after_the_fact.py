@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.planning import plan_sweep
 from orchestrator.spectrum_plan import missing_spectrum_epochs
-from sweep_cli import run_sweep_cli
+from sweep_cli import run_sweep_here
 from workers.spectrum_protocol import protocols_of
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ SPECTRUM = ["spectrum.steps=16", "spectrum.num_vectors=2"]
 def test_spectra_of_a_finished_sweep_without_retraining(tmp_path: Path, ray_address: str, mlflow_uri: str,
                                                         experiment: str) -> None:
     where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
-    trained = run_sweep_cli("run", *GRID, *where, cwd=tmp_path)
+    trained = run_sweep_here("run", *GRID, *where, cwd=tmp_path)
     assert trained.returncode == 0, trained.stdout + trained.stderr
     client = MlflowClient(mlflow_uri)
     exp = client.get_experiment_by_name(experiment).experiment_id
@@ -36,7 +36,7 @@ def test_spectra_of_a_finished_sweep_without_retraining(tmp_path: Path, ray_addr
     assert len(children) == 4
 
     started = time.monotonic()
-    first = run_sweep_cli("spectrum", sweep_id, *SPECTRUM, *where, cwd=tmp_path)
+    first = run_sweep_here("spectrum", sweep_id, *SPECTRUM, *where, cwd=tmp_path)
     print(f"sweep spectrum over 4 trials: {time.monotonic() - started:.1f} s\n{first.stdout}")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "4 spectrum job(s) to run" in first.stdout
@@ -55,7 +55,7 @@ def test_spectra_of_a_finished_sweep_without_retraining(tmp_path: Path, ray_addr
         assert after.data.tags["attempts"] == "1", "trained once"
 
     # Everything exists: nothing is computed again, no metric gets a second point.
-    again = run_sweep_cli("spectrum", sweep_id, *SPECTRUM, *where, cwd=tmp_path)
+    again = run_sweep_here("spectrum", sweep_id, *SPECTRUM, *where, cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 spectrum job(s) to run" in again.stdout and "skipped 4: has this spectrum at epoch 2 already" in again.stdout
     for run_id in children:
@@ -64,7 +64,7 @@ def test_spectra_of_a_finished_sweep_without_retraining(tmp_path: Path, ray_addr
                 assert len(client.get_metric_history(run_id, name)) == 1
 
     # The averaged weights only: trials without averaging are skipped, saying why; gadam's exist already.
-    average = run_sweep_cli("spectrum", sweep_id, *SPECTRUM, "spectrum.weights=average", *where, cwd=tmp_path)
+    average = run_sweep_here("spectrum", sweep_id, *SPECTRUM, "spectrum.weights=average", *where, cwd=tmp_path)
     assert average.returncode == 0, average.stdout + average.stderr
     assert "skipped 2: spectrum.weights=average: optimizer sgd does not average iterates" in average.stdout
 
@@ -81,7 +81,7 @@ def test_spectra_of_a_finished_sweep_without_retraining(tmp_path: Path, ray_addr
         assert {"densities.png", "heatmaps.png", "accuracy_vs_lambda_max.png", "lambda_max_across_grid.png"} <= figures
 
     # Adding spectrum=slq to the finished sweep's command finds the same sweep and trains nothing.
-    rerun = run_sweep_cli("run", *GRID, "spectrum=slq", *SPECTRUM, *where, cwd=tmp_path)
+    rerun = run_sweep_here("run", *GRID, "spectrum=slq", *SPECTRUM, *where, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert {c.info.run_id for c in client.search_runs([exp], "tags.kind = 'trial'")} == set(children)
     assert [p.data.tags["sweep_id"] for p in client.search_runs([exp], "tags.kind = 'sweep'")] == [sweep_id]

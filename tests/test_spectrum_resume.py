@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.planning import plan_sweep
 from orchestrator.ray_launcher import spectrum_task
 from orchestrator.spectrum_plan import job_config, stored_trial_config
-from sweep_cli import run_sweep_cli
+from sweep_cli import run_sweep_here
 from workers.curvature import compute_spectrum
 from workers.run_artifacts import RunArtifacts
 from workers.spec import SpectrumJobSpec
@@ -34,7 +34,7 @@ SPECTRUM = ["spectrum=slq", "spectrum.steps=30", "spectrum.num_vectors=3", "spec
 def test_killed_spectrum_worker_resumes_from_saved_progress(tmp_path: Path, ray_address: str, mlflow_uri: str,
                                                             experiment: str) -> None:
     where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
-    trained = run_sweep_cli("run", "dataset=digits", "trainer.epochs=2", "model.hidden_sizes=[16]", *where, cwd=tmp_path)
+    trained = run_sweep_here("run", "dataset=digits", "trainer.epochs=2", "model.hidden_sizes=[16]", *where, cwd=tmp_path)
     assert trained.returncode == 0, trained.stdout + trained.stderr
     client = MlflowClient(mlflow_uri)
     (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], "tags.kind = 'trial'")

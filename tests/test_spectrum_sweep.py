@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweep_cli import run_sweep_cli
+from sweep_cli import run_sweep_here
 from orchestrator.cli import main
 
 pytestmark = pytest.mark.slow
@@ -19,7 +19,7 @@ SMALL_SPECTRUM = ["spectrum.steps=12", "spectrum.num_vectors=2", "spectrum.max_s
 def test_spectra_in_a_sweep_and_of_a_stored_run(tmp_path: Path, ray_address: str, mlflow_uri: str, experiment: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
-    result = run_sweep_cli("run", "-m", "optimizer.weight_decay=0,0.01", "dataset=digits", "trainer.epochs=3",
+    result = run_sweep_here("run", "-m", "optimizer.weight_decay=0,0.01", "dataset=digits", "trainer.epochs=3",
                            "model.hidden_sizes=[16]", "spectrum=slq", "spectrum.at_epochs=[1]", *SMALL_SPECTRUM,
                            *where, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -49,7 +49,7 @@ def test_spectra_in_a_sweep_and_of_a_stored_run(tmp_path: Path, ray_address: str
 
     # The same settings over the sweep: every result exists, nothing is computed; the parent run gets the picture.
     (parent,) = client.search_runs([exp], "tags.kind = 'sweep'")
-    again = run_sweep_cli("spectrum", parent.data.tags["sweep_id"], *SMALL_SPECTRUM, *where, cwd=tmp_path)
+    again = run_sweep_here("spectrum", parent.data.tags["sweep_id"], *SMALL_SPECTRUM, *where, cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 spectrum job(s) to run" in again.stdout
     grid = json.loads(Path(client.download_artifacts(parent.info.run_id, f"spectrum/{protocol}/lambda_max_across_grid.json",
@@ -59,7 +59,7 @@ def test_spectra_in_a_sweep_and_of_a_stored_run(tmp_path: Path, ray_address: str
 
     # Standalone, on the stored epoch-1 checkpoint, sharded over two Ray workers; logged into the same run.
     target = by_gamma[0.0].info.run_id
-    standalone = run_sweep_cli("spectrum", target, "--epoch", "1", "spectrum.num_workers=2", "spectrum.steps=8",
+    standalone = run_sweep_here("spectrum", target, "--epoch", "1", "spectrum.num_workers=2", "spectrum.steps=8",
                                "spectrum.num_vectors=1", "spectrum.max_samples=256", "spectrum.batch_size=64", "spectrum.dtype=float64", *where,
                                cwd=tmp_path)
     assert standalone.returncode == 0, standalone.stdout + standalone.stderr

@@ -10,7 +10,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from run_checkpoints import download_checkpoint
-from sweep_cli import run_sweep_cli
+from sweep_cli import run_sweep_cli, run_sweep_here
 from orchestrator.mlflow_server import local_store
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def test_grid_of_eight_on_a_real_ray_and_server(tmp_path: Path, ray_address: str
     args = ["run", "-m", "optimizer=sgd,adam", "optimizer.lr=0.01,0.1", "optimizer.weight_decay=0,1e-4",
             "dataset=digits", f"trainer.epochs={EPOCHS}", f"tracking.uri={mlflow_uri}",
             f"tracking.experiment={experiment}", f"cluster.address={ray_address}", "cluster.num_cpus=0.5"]
-    result = run_sweep_cli(*args, cwd=tmp_path)
+    result = run_sweep_here(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "finished" in result.stdout
 
@@ -59,13 +59,13 @@ def test_grid_of_eight_on_a_real_ray_and_server(tmp_path: Path, ray_address: str
 
     # Re-running the same command is idempotent: every trial is skipped, no run is added or touched.
     end_times = {c.info.run_id: c.info.end_time for c in children}
-    again = run_sweep_cli(*args, cwd=tmp_path)
+    again = run_sweep_here(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "8 trial(s), 0 to run, skipping 8 finished" in again.stdout
     rerun = _runs(client, experiment, "trial")
     assert {c.info.run_id: c.info.end_time for c in rerun} == end_times
 
-    status = run_sweep_cli("status", f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", cwd=tmp_path)
+    status = run_sweep_here("status", f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert status.stdout.count("finished") == 8
     assert parent.data.tags["sweep_id"] in status.stdout
@@ -74,7 +74,7 @@ def test_grid_of_eight_on_a_real_ray_and_server(tmp_path: Path, ray_address: str
 def test_local_store_takes_eight_concurrent_writers(tmp_path: Path, ray_address: str) -> None:
     """The default store (sqlite behind a local server the orchestrator starts) with 8 trials logging at once on
     mnist5k; afterwards every metric of every epoch is there, read straight from the sqlite file."""
-    result = run_sweep_cli(
+    result = run_sweep_here(
         "run", "-m", "optimizer.lr=0.01,0.02", "optimizer.weight_decay=0,1e-5,1e-4,1e-3", f"trainer.epochs={EPOCHS}",
         f"cluster.address={ray_address}", "cluster.num_cpus=0.25", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""},
     )
@@ -110,7 +110,7 @@ def test_a_users_sqlite_uri_is_served_to_concurrent_trials(tmp_path: Path, ray_a
     never "database is locked"; new runs' artifacts go beside the database."""
     database = tmp_path / "lab" / "runs.db"
     database.parent.mkdir()
-    result = run_sweep_cli("run", "-m", "optimizer.lr=0.01,0.02,0.03,0.04", "dataset=digits", "trainer.epochs=3",
+    result = run_sweep_here("run", "-m", "optimizer.lr=0.01,0.02,0.03,0.04", "dataset=digits", "trainer.epochs=3",
                            f"tracking.uri=sqlite:///{database}", f"cluster.address={ray_address}",
                            "cluster.num_cpus=0.5", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
