@@ -2,9 +2,11 @@
 
 1. Time of a whole 40-step Lanczos run (operator built inside the timed call, so the one forward and
    backward that build the kept graph are counted), on one batch of 256 MNIST-sized images: ours with the
-   graph kept / ours with it rebuilt for every product (the path any multi-batch data takes), and ours /
-   PyHessian 0.1's `density(iter=40, n_v=1)` (which also keeps the graph of a single batch, built in its
-   constructor, timed with it). Models: MLP 784-100-10 and a 2-conv CNN with BatchNorm in eval mode.
+   graph kept / ours with it rebuilt for every product (the path any multi-batch data takes), and ours / each
+   peer that is installed: PyHessian 0.1's `density(iter=40, n_v=1)` (which also keeps the graph of a single
+   batch, built in its constructor, timed with it) and hessian-eigenthings 1.0's `spectral_density(num_runs=1,
+   lanczos_steps=40)` on its autograd `HessianOperator` (a new graph per product, full reorthogonalisation like
+   ours). Models: MLP 784-100-10 and a 2-conv CNN with BatchNorm in eval mode.
 2. Peak memory per Ray worker while a gang of k = 1 and k = 2 runs SLQ with the Lanczos basis sliced over
    it, for an MLP 784-2000-2000-10 (5.6M parameters, float32): the peak resident size above the worker's
    size just before the run (VmHWM after resetting it through /proc/PID/clear_refs), next to the basis's
@@ -12,7 +14,8 @@
 
 Times are the fastest of interleaved repeats: on a shared machine that is the least disturbed run.
 
-    pip install --no-deps pyhessian==0.1   # optional peer, not a project dependency
+    pip install --no-deps pyhessian==0.1           # optional peers, not project dependencies
+    pip install hessian-eigenthings==1.0.0a5
     python benchmarks/lanczos_bench.py [--only speed|memory] [--repeats 5] [--steps 40] [--device cpu|cuda]
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -77,20 +81,32 @@ def fastest_of(calls: dict[str, Callable[[], object]], repeats: int, sync: Calla
     return {name: min(values) for name, values in times.items()}
 
 
-def pyhessian_available() -> bool:
-    try:
-        import pyhessian  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def pyhessian_density(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], steps: int) -> None:
     """PyHessian's density on one batch (curvature_bench's runner), then the graph it left in .grad dropped."""
     from curvature_bench import pyhessian_density as run_pyhessian
 
     run_pyhessian(model, {"data": batch}, steps)
     model.zero_grad(set_to_none=True)  # drop the graph it left in .grad
+
+
+def eigenthings_density(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], steps: int) -> None:
+    """hessian-eigenthings' SLQ: one Lanczos run of ``steps`` products on the one batch."""
+    from hessian_eigenthings import HessianOperator as TheirHessian
+    from hessian_eigenthings import spectral_density, supervised_loss
+
+    operator = TheirHessian(model, [batch], supervised_loss(F.cross_entropy))
+    spectral_density(operator, num_runs=1, lanczos_steps=steps, seed=0)
+
+
+# Peer label -> (the module it needs, one whole run of it).
+PEERS: dict[str, tuple[str, Callable[[nn.Module, tuple[torch.Tensor, torch.Tensor], int], None]]] = {
+    "PyHessian 0.1": ("pyhessian", pyhessian_density),
+    "hessian-eigenthings 1.0": ("hessian_eigenthings", eigenthings_density),
+}
+
+
+def installed_peers() -> list[str]:
+    return [label for label, (module, _) in PEERS.items() if importlib.util.find_spec(module) is not None]
 
 
 def measure(name: str, model: nn.Module, steps: int, repeats: int, device: str) -> list[Row]:
@@ -101,13 +117,13 @@ def measure(name: str, model: nn.Module, steps: int, repeats: int, device: str) 
         "kept": lambda: slq(HessianOperator(model, F.cross_entropy, batch, device=device), steps, 1),
         "rebuilt": lambda: slq(HessianOperator(model, F.cross_entropy, Rebuilt(batch), device=device), steps, 1),
     }
-    if pyhessian_available():
-        theirs = copy.deepcopy(model)
-        calls["pyhessian"] = lambda: pyhessian_density(theirs, batch, steps)
+    for label in installed_peers():
+        run_peer, theirs = PEERS[label][1], copy.deepcopy(model)
+        calls[label] = lambda run_peer=run_peer, theirs=theirs: run_peer(theirs, batch, steps)
     best = fastest_of(calls, repeats, sync)
     rows = [(f"{name}: graph kept / rebuilt", best["kept"], best["rebuilt"], "< 1")]
-    if "pyhessian" in best:
-        rows.append((f"{name}: ours (graph kept) / PyHessian 0.1", best["kept"], best["pyhessian"], "<= 0.7"))
+    rows += [(f"{name}: ours (graph kept) / {label}", best["kept"], best[label], "<= 0.7") for label in PEERS
+             if label in best]
     return rows
 
 
@@ -176,11 +192,12 @@ def main() -> None:
     ]
     print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
           f"{args.steps} Lanczos steps on one batch of 256, fastest of {args.repeats}")
-    if not pyhessian_available():
-        print("PyHessian not installed: no peer rows (pip install --no-deps pyhessian==0.1)")
-    print(f"{'measurement':<56} {'ours s':>8} {'base s':>8} {'ratio':>7}  target")
+    missing = [label for label in PEERS if label not in installed_peers()]
+    if missing:
+        print(f"not installed, so no rows: {', '.join(missing)} (see this script's docstring)")
+    print(f"{'measurement':<66} {'ours s':>8} {'base s':>8} {'ratio':>7}  target")
     for label, ours, base, target in rows:
-        print(f"{label:<56} {ours:>8.3f} {base:>8.3f} {ours / base:>7.3f}  {target}")
+        print(f"{label:<66} {ours:>8.3f} {base:>8.3f} {ours / base:>7.3f}  {target}")
 
 
 if __name__ == "__main__":
