@@ -23,8 +23,7 @@ from orchestrator.ray_cluster import check_reachable as check_ray_reachable, con
 from orchestrator.execution import (SweepResult, ask_cancel_or_detach, execute_in_process, follow, is_interactive,
                                     submit_to_coordinator)
 from orchestrator.resources import alive_node_resources, check_satisfiable
-from orchestrator.status import FINISHED, render, trial_status
-from orchestrator.status import with_owner_state
+from orchestrator.status import render, trial_status, with_owner_state
 from orchestrator.processes import is_running
 from orchestrator.store_lock import lock_holder
 from orchestrator.sweep_guard import local_sweep_hold
@@ -33,6 +32,7 @@ from orchestrator.validation import validate
 from orchestrator.tracking import SweepRecord, SweepTracker, TrackingTarget, check_reachable, resolve_target
 from orchestrator.topology import refuse_remote_nodes_with_local_store
 from workers.tracking_endpoint import TrackingEndpoint
+from workers.vocabulary import RunStatus, TrialState
 
 WHERE_TO_RUN_PREFIXES = ("tracking.", "cluster.", "tracking=", "cluster=")
 # Test-only fault injection: JSON mapping an override (e.g. "optimizer.lr=0.1") to worker faults
@@ -165,7 +165,7 @@ def _summarise(plan: SweepPlan, reader: SweepTracker, console: Console, all_fini
     runs = reader.trial_runs(plan.sweep_id)
     statuses = [trial_status(runs[t.trial_id]) for t in plan.trials if t.trial_id in runs]
     render(statuses, f"sweep {plan.sweep_id}", console)
-    failed = len(plan.trials) - sum(s.state == FINISHED for s in statuses)
+    failed = len(plan.trials) - sum(s.state == TrialState.FINISHED for s in statuses)
     if failed:
         console.print(f"[red]{failed} of {len(plan.trials)} trial(s) did not finish[/]; "
                       f"`sweep resume {plan.sweep_id}` re-runs them from their last checkpoints")
@@ -175,7 +175,7 @@ def _summarise(plan: SweepPlan, reader: SweepTracker, console: Console, all_fini
 def _has_unfinished(reader: SweepTracker, plan: SweepPlan) -> bool:
     """Read-only: does any trial of the plan still need to run?"""
     runs = reader.trial_runs(plan.sweep_id)
-    return any(t.trial_id not in runs or runs[t.trial_id].info.status != "FINISHED" for t in plan.trials)
+    return any(t.trial_id not in runs or runs[t.trial_id].info.status != RunStatus.FINISHED for t in plan.trials)
 
 
 def _start_ray(plan: SweepPlan, target: TrackingTarget) -> None:
@@ -253,7 +253,7 @@ def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console
     return 0
 
 
-def _live_states(sweep_id: str, config: dict[str, Any]) -> Optional[dict[str, str]]:
+def _live_states(sweep_id: str, config: dict[str, Any]) -> Optional[dict[str, TrialState]]:
     """Trial id -> queued/running from the sweep's live coordinator on the configured cluster; None without one."""
     cluster = config["cluster"]
     address = resolve_address(cluster)

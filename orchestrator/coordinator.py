@@ -27,7 +27,8 @@ from orchestrator.sweep_book import SweepBook, SweepOrder
 from orchestrator.sweep_guard import driver_ended
 from orchestrator.tracking import resolve_target
 from workers.ownership import GO, PRUNE, STOP
-from workers.spec import FINISHED, KILLED, TRAINED, TrialOutcome
+from workers.spec import TrialOutcome
+from workers.vocabulary import RunStatus, TrialState
 
 NAMESPACE = "curvature-sweeps"
 # A finished coordinator stays this long, so that clients following it read the final state, then exits.
@@ -35,7 +36,6 @@ LINGER_S = 10.0
 # How often a local sweep's coordinator checks that its `sweep` process is alive.
 DRIVER_WATCH_S = 0.5
 TRAIN, SPECTRUM = "train", "spectrum"
-QUEUED, RUNNING = "queued", "running"
 
 
 def coordinator_name(sweep_id: str, tracking: Mapping[str, Any]) -> str:
@@ -144,12 +144,12 @@ class SweepCoordinator:
                                  len(self.outcomes) - failed, failed, len(self.skipped), self.closed,
                                  tuple(self.outcomes.values()), self.error, tuple(sorted(self.pruned)))
 
-    def trial_states(self) -> dict[str, str]:
-        """Trial id -> "queued" or "running" for every trial this owner has in hand."""
+    def trial_states(self) -> dict[str, TrialState]:
+        """Trial id -> queued or running for every trial this owner has in hand."""
         with self.lock:
-            states = {t.trial_id: QUEUED for t in self.queue}
+            states = {t.trial_id: TrialState.QUEUED for t in self.queue}
             for trial, _ in self.pending.values():
-                states[trial.trial_id] = RUNNING if trial.trial_id in self.started else QUEUED
+                states[trial.trial_id] = TrialState.RUNNING if trial.trial_id in self.started else TrialState.QUEUED
             return states
 
     def trial_started(self, trial_id: str) -> None:
@@ -197,7 +197,7 @@ class SweepCoordinator:
             self.queue.clear()
             for trial in victims:
                 if trial.trial_id in self.book.run_ids:
-                    self.outcomes[trial.trial_id] = self.book.fail(trial, reason, KILLED)
+                    self.outcomes[trial.trial_id] = self.book.fail(trial, reason, RunStatus.KILLED)
             self._close()
             self.wake.notify_all()
             return len(victims)
@@ -271,7 +271,7 @@ class SweepCoordinator:
             outcome: TrialOutcome = ray.get(ref)
         except ray.exceptions.RayError as error:
             outcome = self.book.fail(trial, describe_failure(error))
-        if stage == TRAIN and outcome.state == TRAINED:
+        if stage == TRAIN and outcome.state == RunStatus.TRAINED:
             job = spectrum_task(trial.config["spectrum"]).remote(self.book.spectrum_spec(trial))
             self.pending[job] = (trial, SPECTRUM)
             return
@@ -279,19 +279,19 @@ class SweepCoordinator:
         self.outcomes[trial.trial_id] = outcome
         with self.exchange:
             # Only a prune order stops a trial KILLED while its sweep is not cancelled (a cancel ends its runs).
-            if outcome.state == KILLED and trial.trial_id in self.prune_orders and not self.cancelled:
+            if outcome.state == RunStatus.KILLED and trial.trial_id in self.prune_orders and not self.cancelled:
                 self.pruned.add(trial.trial_id)
 
     def _close(self) -> None:
         trials = list(self.trials.values())
         all_finished = all(t.trial_id in self.skipped or (t.trial_id in self.outcomes and self._done(t.trial_id))
                            for t in trials)
-        self.book.close(trials, all_finished, KILLED if self.cancelled else None)
+        self.book.close(trials, all_finished, RunStatus.KILLED if self.cancelled else None)
         self.closed = True
 
     def _done(self, trial_id: str) -> bool:
         """Whether a trial with an outcome needs nothing more: it finished, or its search pruned it."""
-        return self.outcomes[trial_id].state == FINISHED or trial_id in self.pruned
+        return self.outcomes[trial_id].state == RunStatus.FINISHED or trial_id in self.pruned
 
 
 

@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from orchestrator.coordinator import SweepProgress, coordinator_actor
 from orchestrator.sweep_book import SweepBook, SweepOrder
-from workers.spec import FINISHED, TRAINED, TrialOutcome
+from workers.spec import TrialOutcome
+from workers.vocabulary import RunStatus
 
 POLL_S = 1.0
 # How long a new submission waits for the sweep's previous, finishing coordinator to exit.
@@ -31,7 +32,7 @@ class SweepResult:
 
     @property
     def all_finished(self) -> bool:
-        return self.error is None and all(o.state == FINISHED for o in self.outcomes)
+        return self.error is None and all(o.state == RunStatus.FINISHED for o in self.outcomes)
 
 
 def execute_in_process(order: SweepOrder, console: Console) -> SweepResult:
@@ -48,10 +49,10 @@ def execute_in_process(order: SweepOrder, console: Console) -> SweepResult:
         if trial.trial_id in skipped:
             continue
         outcome = run_trial(book.prepare(trial))
-        if outcome.state == TRAINED:
+        if outcome.state == RunStatus.TRAINED:
             outcome = run_spectrum_job(book.spectrum_spec(trial))
         outcomes.append(outcome)
-    book.close(trials, all(o.state == FINISHED for o in outcomes))
+    book.close(trials, all(o.state == RunStatus.FINISHED for o in outcomes))
     return SweepResult(tuple(outcomes), len(skipped))
 
 

@@ -21,12 +21,12 @@ from orchestrator.errors import UserError
 from orchestrator.planning import SweepPlan
 from orchestrator.ray_cluster import check_reachable as check_ray_reachable, resolve_address
 from orchestrator.search_plan import driver_overrides, plan_search, require_extra
-from orchestrator.status import DONE, PRUNED, render, trial_status
+from orchestrator.status import DONE, render, trial_status
 from orchestrator.sweep_guard import local_sweep_hold
 from orchestrator.study import completed_trials, study_path
 from orchestrator.tracking import SweepTracker, check_reachable, resolve_target
+from workers.vocabulary import BEST_RUN_TAG, BEST_TRIAL_TAG, RunStatus, TrialState
 
-BEST_TRIAL_TAG, BEST_RUN_TAG = "best_trial", "best_run_id"
 
 
 def _hydra_first(arguments: Sequence[str]) -> list[str]:
@@ -115,7 +115,7 @@ def record_best(tracker: SweepTracker, plan: SweepPlan) -> None:
     name, sign = sweep["objective"], 1.0 if sweep["objective_mode"] == "max" else -1.0
     parent = tracker.find_parent(plan.sweep_id)
     scored = [(sign * run.data.metrics[name], tid, run) for tid, run in tracker.trial_runs(plan.sweep_id).items()
-              if run.info.status == "FINISHED" and name in run.data.metrics]
+              if run.info.status == RunStatus.FINISHED and name in run.data.metrics]
     if parent is None or not scored:
         return
     _, tid, best = max(scored, key=lambda s: s[0])
@@ -128,7 +128,7 @@ def _summarise(plan: SweepPlan, reader: SweepTracker, console: Console, ok: bool
     statuses = [trial_status(run) for run in runs.values()]
     render(statuses, f"sweep {plan.sweep_id}", console)
     failed = sum(s.state not in DONE for s in statuses)
-    pruned = sum(s.state == PRUNED for s in statuses)
+    pruned = sum(s.state == TrialState.PRUNED for s in statuses)
     if pruned:
         console.print(f"{pruned} of {len(statuses)} trial(s) pruned: stopped early, their runs KILLED with a "
                       "`pruned` tag")

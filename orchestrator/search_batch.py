@@ -28,8 +28,8 @@ from orchestrator.search_plan import plan_search, user_arguments
 from orchestrator.study import StudyPruner
 from orchestrator.tracking import SweepTracker, resolve_target
 from orchestrator.validation import validate_trial
-from workers.run_logger import PRUNED_TAG
-from workers.spec import FINISHED, KILLED, TrialOutcome
+from workers.spec import TrialOutcome
+from workers.vocabulary import PRUNED_TAG, RunStatus
 from workers.tracking_endpoint import TrackingEndpoint
 
 POLL_S = 0.5
@@ -106,7 +106,7 @@ class BatchRunner:
     def _pruned_runs(self) -> dict[str, Any]:
         """The sweep's runs its pruner stopped in an earlier batch or launch, by trial id."""
         runs = SweepTracker(self.endpoint, self.plan.settings["tracking"]["experiment"]).trial_runs(self.plan.sweep_id)
-        return {tid: run for tid, run in runs.items() if run.info.status == KILLED and PRUNED_TAG in run.data.tags}
+        return {tid: run for tid, run in runs.items() if run.info.status == RunStatus.KILLED and PRUNED_TAG in run.data.tags}
 
     def _through_coordinator(self, order: Any, trials: list[Trial], watch: Optional["_PruningWatch"]
                              ) -> tuple[dict[str, TrialOutcome], dict[str, tuple[int, Optional[float]]]]:
@@ -137,14 +137,14 @@ class BatchRunner:
 
     def _objective(self, trial: Trial, outcome: Optional[TrialOutcome]) -> float | Exception:
         name = self.plan.base_config["sweep"]["objective"]
-        if outcome is not None and outcome.state != FINISHED:
+        if outcome is not None and outcome.state != RunStatus.FINISHED:
             return TrialFailed(f"trial {trial.trial_id} ended {outcome.state}: {outcome.error}")
         if outcome is not None and name in outcome.final_metrics:
             return float(outcome.final_metrics[name])
         # Finished in an earlier launch (or a spectrum job ended it): its run has the value.
         runs = SweepTracker(self.endpoint, self.plan.settings["tracking"]["experiment"]).trial_runs(self.plan.sweep_id)
         run = runs.get(trial.trial_id)
-        if run is None or run.info.status != FINISHED or name not in run.data.metrics:
+        if run is None or run.info.status != RunStatus.FINISHED or name not in run.data.metrics:
             return TrialFailed(f"trial {trial.trial_id}: no {name} recorded")
         return float(run.data.metrics[name])
 

@@ -24,6 +24,7 @@ from orchestrator.spectrum_plan import SpectrumJob, SpectrumPlan, Skipped, plan_
 from orchestrator.status import distinguishing
 from orchestrator.tracking import SweepTracker, check_reachable, resolve_target
 from workers.spec import SpectrumJobSpec, TrialOutcome
+from workers.vocabulary import OVERRIDES_TAG, TRIAL_TAG, RunStatus
 from workers.spectrum_protocol import WEIGHT_CHOICES
 
 POLL_S = 2.0
@@ -49,7 +50,7 @@ def launch_spectrum(run_or_sweep: str, epoch: Optional[int], config: dict[str, A
         _describe(plan, f"sweep [bold]{run_or_sweep}[/]: {len(runs)} trial(s)", config, console)
     else:
         run = _trial_run(reader, run_or_sweep)
-        runs = {run.data.tags.get("trial_id", run_or_sweep): run}
+        runs = {run.data.tags.get(TRIAL_TAG, run_or_sweep): run}
         plan = plan_jobs(reader.client, runs, {}, epoch, config, trained_only=False)
         _refuse_unplannable(plan, run_or_sweep, epoch)
         _describe(plan, f"run [bold]{run_or_sweep}[/]", config, console)
@@ -63,7 +64,7 @@ def launch_spectrum(run_or_sweep: str, epoch: Optional[int], config: dict[str, A
                 console.print(f"{len(plan.jobs)} spectrum job(s) in {time.monotonic() - started:.1f} s")
             if parent is not None:
                 _log_figures(endpoint, target.experiment, run_or_sweep, parent.info.run_id, plan, console)
-    failed = [o for o in outcomes.values() if o.state != "FINISHED"]
+    failed = [o for o in outcomes.values() if o.state != RunStatus.FINISHED]
     for outcome in failed:
         console.print(f"[red]spectrum job of run {outcome.run_id} failed:[/] {outcome.error}")
     return 1 if failed else 0
@@ -84,14 +85,14 @@ def run_jobs(jobs: list[SpectrumJob], endpoint: Any, spectrum: Mapping[str, Any]
             try:
                 outcome = ray.get(ref)
             except ray.exceptions.RayError as error:
-                outcome = TrialOutcome(job.trial_id, job.run_id, "FAILED", {}, describe_failure(error))
+                outcome = TrialOutcome(job.trial_id, job.run_id, RunStatus.FAILED, {}, describe_failure(error))
             outcomes[job.run_id] = outcome
             console.print(f"  {job.label or job.trial_id} (epoch {job.epoch}): {_summary(outcome)}", highlight=False)
     return outcomes
 
 
 def _summary(outcome: TrialOutcome) -> str:
-    if outcome.state != "FINISHED":
+    if outcome.state != RunStatus.FINISHED:
         return f"[red]failed[/]: {outcome.error}"
     shown = [f"{name} {value:.6g}" for name, value in outcome.final_metrics.items()
              if name.split(".")[0] in ("lambda_max", "lambda_min", "lambda_max_avg", "lambda_min_avg")]
@@ -137,7 +138,7 @@ def _trial_run(reader: SweepTracker, run_id: str) -> Run:
 
 
 def _overrides(run: Run) -> tuple[str, ...]:
-    return tuple(json.loads(run.data.tags.get("overrides", "[]")))
+    return tuple(json.loads(run.data.tags.get(OVERRIDES_TAG, "[]")))
 
 
 def _labels(runs: Mapping[str, Run]) -> dict[str, str]:

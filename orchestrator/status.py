@@ -12,18 +12,19 @@ from mlflow.entities import Run
 from rich.console import Console
 from rich.table import Table
 
-from workers.run_logger import HEARTBEAT_INTERVAL_TAG, HEARTBEAT_TAG, NODE_ID_TAG, NODE_TAG, PRUNED_TAG
+from workers.vocabulary import (ATTEMPT_TAG, CHECKPOINT_EPOCH_TAG, EPOCH_TAG, ERROR_TAG, HEARTBEAT_INTERVAL_TAG,
+                                HEARTBEAT_TAG, NODE_ID_TAG, NODE_TAG, OVERRIDES_TAG, PRUNED_TAG, TRIAL_TAG, RunStatus,
+                                TrialState)
 
-FINISHED, RUNNING, FAILED, KILLED, STALE, PENDING, QUEUED, PRUNED = (
-    "finished", "running", "failed", "killed", "stale", "pending", "queued", "pruned")
 # The states that need nothing more: a search's pruned trial is done, not failed.
-DONE = (FINISHED, PRUNED)
+DONE = (TrialState.FINISHED, TrialState.PRUNED)
 # A run is stale after this many missed beats of its own interval, plus this slack for skewed clocks.
 STALE_AFTER_BEATS, CLOCK_SKEW_S = 4, 60.0
 # Runs recorded before the interval was recorded.
 DEFAULT_INTERVAL_S = 30.0
-STATE_STYLE = {FINISHED: "green", RUNNING: "cyan", FAILED: "red", KILLED: "magenta", STALE: "yellow", PENDING: "dim",
-               QUEUED: "dim", PRUNED: "blue"}
+STATE_STYLE = {TrialState.FINISHED: "green", TrialState.RUNNING: "cyan", TrialState.FAILED: "red",
+               TrialState.KILLED: "magenta", TrialState.STALE: "yellow", TrialState.PENDING: "dim",
+               TrialState.QUEUED: "dim", TrialState.PRUNED: "blue"}
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class TrialStatus:
     trial_id: str
     run_id: str
     overrides: tuple[str, ...]
-    state: str
+    state: TrialState
     epoch: int
     checkpoint_epoch: Optional[int]
     attempts: int
@@ -42,50 +43,51 @@ class TrialStatus:
     node: str
 
 
-def trial_state(run: Run, now: Optional[float] = None) -> str:
+def trial_state(run: Run, now: Optional[float] = None) -> TrialState:
     """The state MLflow alone can tell. A RUNNING run whose owner cannot be asked is stale once it has missed a few of
     its own beats (its recorded interval, not the reader's), with slack for clocks that differ between nodes."""
     status = run.info.status
-    if status == "FINISHED":
-        return FINISHED
-    if status == "FAILED":
-        return FAILED
-    if status == "KILLED":
+    if status == RunStatus.FINISHED:
+        return TrialState.FINISHED
+    if status == RunStatus.FAILED:
+        return TrialState.FAILED
+    if status == RunStatus.KILLED:
         # Stopped by its search's pruner (tagged with the epoch it stopped at), or cancelled.
-        return PRUNED if PRUNED_TAG in run.data.tags else KILLED
-    if status == "RUNNING":
+        return TrialState.PRUNED if PRUNED_TAG in run.data.tags else TrialState.KILLED
+    if status == RunStatus.RUNNING:
         tags = run.data.tags
         beat = float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
         interval = float(tags.get(HEARTBEAT_INTERVAL_TAG, DEFAULT_INTERVAL_S))
-        return STALE if (now or time.time()) - beat > STALE_AFTER_BEATS * interval + CLOCK_SKEW_S else RUNNING
-    return PENDING
+        stale = (now or time.time()) - beat > STALE_AFTER_BEATS * interval + CLOCK_SKEW_S
+        return TrialState.STALE if stale else TrialState.RUNNING
+    return TrialState.PENDING
 
 
 def trial_status(run: Run) -> TrialStatus:
     tags, metrics = run.data.tags, run.data.metrics
-    checkpoint = tags.get("checkpoint_epoch")
+    checkpoint = tags.get(CHECKPOINT_EPOCH_TAG)
     return TrialStatus(
-        trial_id=tags["trial_id"],
+        trial_id=tags[TRIAL_TAG],
         run_id=run.info.run_id,
-        overrides=tuple(json.loads(tags.get("overrides", "[]"))),
+        overrides=tuple(json.loads(tags.get(OVERRIDES_TAG, "[]"))),
         state=trial_state(run),
-        epoch=int(tags.get("epoch", 0)),
+        epoch=int(tags.get(EPOCH_TAG, 0)),
         checkpoint_epoch=int(checkpoint) if checkpoint else None,
-        attempts=int(tags.get("attempts", 0)),
+        attempts=int(tags.get(ATTEMPT_TAG, 0)),
         test_acc=metrics.get("test_acc"),
         train_loss=metrics.get("train_loss"),
-        error=tags.get("error"),
+        error=tags.get(ERROR_TAG),
         node=" ".join(filter(None, (tags.get(NODE_TAG), tags.get(NODE_ID_TAG, "")[:8]))),
     )
 
 
-def with_owner_state(status: TrialStatus, live: Mapping[str, str]) -> TrialStatus:
+def with_owner_state(status: TrialStatus, live: Mapping[str, TrialState]) -> TrialStatus:
     """The status as the sweep's live owner knows it: queued or running when it has the trial in hand; a run that
     MLflow shows RUNNING but the owner does not hold is an orphan of an earlier owner, to be resumed."""
     if status.trial_id in live:
         return dataclasses.replace(status, state=live[status.trial_id])
-    if status.state in (RUNNING, STALE):
-        return dataclasses.replace(status, state=STALE)
+    if status.state in (TrialState.RUNNING, TrialState.STALE):
+        return dataclasses.replace(status, state=TrialState.STALE)
     return status
 
 

@@ -17,7 +17,8 @@ from orchestrator.identity import identity_config
 from orchestrator.planning import SweepPlan, Trial
 from orchestrator.tracking import SweepRecord, SweepTracker
 from workers.retry import retrying
-from workers.spec import FINISHED, SpectrumJobSpec, TrialOutcome, TrialSpec, spectrum_epochs
+from workers.spec import SpectrumJobSpec, TrialOutcome, TrialSpec, spectrum_epochs
+from workers.vocabulary import RunStatus
 from workers.tracking_endpoint import TrackingEndpoint
 
 T = TypeVar("T")
@@ -65,7 +66,7 @@ class SweepBook:
 
     def finished_before(self, trials: Iterable[Trial]) -> list[Trial]:
         """Trials whose runs finished in an earlier launch: left alone."""
-        return [t for t in trials if t.trial_id in self._existing and self._existing[t.trial_id].info.status == FINISHED]
+        return [t for t in trials if t.trial_id in self._existing and self._existing[t.trial_id].info.status == RunStatus.FINISHED]
 
     def prepare(self, trial: Trial) -> TrialSpec:
         """The trial's run, created now (just before its task) or scheduled again, and the spec of its task."""
@@ -88,12 +89,12 @@ class SweepBook:
         return SpectrumJobSpec(self.run_ids[trial.trial_id], self.order.worker_endpoint, trial.config,
                                spectrum_epochs(trial.config), finishes_trial=True)
 
-    def fail(self, trial: Trial, message: str, status: str = "FAILED") -> TrialOutcome:
+    def fail(self, trial: Trial, message: str, status: RunStatus = RunStatus.FAILED) -> TrialOutcome:
         run_id = self.run_ids[trial.trial_id]
         self._call(lambda: self.tracker.fail_run(run_id, message, status), "recording a failure")
         return TrialOutcome(trial.trial_id, run_id, status, {}, message)
 
-    def close(self, trials: list[Trial], all_finished: bool, status: Optional[str] = None) -> None:
+    def close(self, trials: list[Trial], all_finished: bool, status: Optional[RunStatus] = None) -> None:
         """End the parent run, with the sweep's spectrum figures and table when it computed spectra."""
         from orchestrator.sweep_figures import log_sweep_spectra
 
@@ -102,5 +103,5 @@ class SweepBook:
             runs = self._call(lambda: self.tracker.trial_runs(self.order.plan.sweep_id), "reading the sweep's runs")
             self._call(lambda: log_sweep_spectra(self.tracker.client, self.parent_run_id, trials, runs),
                        "plotting the sweep")
-        final = status or (FINISHED if all_finished else "FAILED")
+        final = status or (RunStatus.FINISHED if all_finished else RunStatus.FAILED)
         self._call(lambda: self.tracker.end_parent(self.parent_run_id, final), "ending the sweep")

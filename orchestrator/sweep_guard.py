@@ -38,7 +38,6 @@ LOG_NAME = "sweep-guard.log"
 # How often the guard looks whether the dead command's process has ended (it may still be unwinding).
 EXIT_POLL_S = 0.1
 # The states of a run that a dead local sweep still held: started by one of its workers, or submitted to one.
-HELD = ("RUNNING", "SCHEDULED")
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ def end_orphaned_runs(order: GuardOrder) -> str:
     """End the runs the dead command held; returns the line for the log."""
     from orchestrator.tracking import SweepTracker, TrackingTarget
     from workers.retry import retrying
-    from workers.spec import KILLED
+    from workers.vocabulary import HELD, RunStatus
 
     target = TrackingTarget(order.uri, Path(order.local_dir), order.experiment)
     with ExitStack() as held_store:
@@ -123,9 +122,9 @@ def end_orphaned_runs(order: GuardOrder) -> str:
         runs = retrying(lambda: tracker.trial_runs(order.sweep_id), timeout, "reading the runs")
         held = [run.info.run_id for run in runs.values() if run.info.status in HELD]
         for run_id in held:
-            retrying(lambda: tracker.fail_run(run_id, reason, KILLED), timeout, "ending a run")
-        if parent is not None and parent.info.status == "RUNNING":
-            retrying(lambda: tracker.end_parent(parent.info.run_id, KILLED), timeout, "ending the sweep")
+            retrying(lambda: tracker.fail_run(run_id, reason, RunStatus.KILLED), timeout, "ending a run")
+        if parent is not None and parent.info.status == RunStatus.RUNNING:
+            retrying(lambda: tracker.end_parent(parent.info.run_id, RunStatus.KILLED), timeout, "ending the sweep")
         return f"{len(held)} run(s) ended KILLED"
 
 

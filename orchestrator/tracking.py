@@ -16,14 +16,13 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from orchestrator.errors import UserError
 from orchestrator.identity import flatten, stable_hash
 from orchestrator.mlflow_server import check_credentials, is_healthy, local_store
-from workers.artifacts import TRIAL_CONFIG
+from workers.artifacts import PLAN_ARTIFACT, TRIAL_CONFIG
 from workers.run_artifacts import RunArtifacts
 from workers.run_status import set_run_status
 from workers.tracking_endpoint import HTTP_SCHEMES, MASK, TrackingEndpoint, redact_uri, scrub
+from workers.vocabulary import (ERROR_TAG, KIND_TAG, OVERRIDES_TAG, PARENT_KIND, SWEEP_TAG, TRIAL_KIND, TRIAL_TAG,
+                                RunStatus)
 
-SWEEP_TAG, TRIAL_TAG, KIND_TAG, OVERRIDES_TAG = "sweep_id", "trial_id", "kind", "overrides"
-PARENT_KIND, TRIAL_KIND = "sweep", "trial"
-PLAN_ARTIFACT = "sweep.json"
 # MLflow accepts at most 100 params in one log_batch call.
 PARAM_BATCH = 100
 
@@ -198,7 +197,7 @@ class SweepTracker:
             run_id = run.info.run_id
         else:
             run_id = parent.info.run_id
-            set_run_status(self.client, run_id, "RUNNING")
+            set_run_status(self.client, run_id, RunStatus.RUNNING)
         self.client.log_dict(run_id, record.to_dict(), PLAN_ARTIFACT)
         return run_id
 
@@ -226,16 +225,16 @@ class SweepTracker:
             artifact_dir = str(Path(TRIAL_CONFIG).parent) if Path(TRIAL_CONFIG).parent != Path(".") else None
             RunArtifacts(self.client, self.endpoint.uri, run_id, artifact_uri=artifact_uri).upload(path, artifact_dir)
         # Created RUNNING (MLflow's default); SCHEDULED until a worker starts it (`sweep status` shows it queued).
-        set_run_status(self.client, run_id, "SCHEDULED")
+        set_run_status(self.client, run_id, RunStatus.SCHEDULED)
         return TrialRun(run_id, artifact_uri)
 
     def mark_scheduled(self, run_id: str) -> None:
-        set_run_status(self.client, run_id, "SCHEDULED")
+        set_run_status(self.client, run_id, RunStatus.SCHEDULED)
 
-    def fail_run(self, run_id: str, message: str, status: str = "FAILED") -> None:
+    def fail_run(self, run_id: str, message: str, status: RunStatus = RunStatus.FAILED) -> None:
         """End a run whose task died for good (FAILED) or was cancelled (KILLED), saying why."""
-        self.client.log_batch(run_id, tags=[RunTag("error", scrub(message, self.endpoint.secrets)[:5000])])
+        self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, scrub(message, self.endpoint.secrets)[:5000])])
         set_run_status(self.client, run_id, status)
 
-    def end_parent(self, run_id: str, status: str) -> None:
+    def end_parent(self, run_id: str, status: RunStatus) -> None:
         set_run_status(self.client, run_id, status)

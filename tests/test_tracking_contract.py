@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from orchestrator.mlflow_server import LocalMlflowServer, local_store
-from orchestrator.status import FAILED, FINISHED, RUNNING, trial_status
+from orchestrator.status import trial_status
 from orchestrator.tracking import SweepRecord, SweepTracker
 from tracking_servers import ADMIN_USER, AUTH_PASSWORD, StockServer
 from workers.artifacts import CHECKPOINT_DIR, SPECTRUM_DIR, TRIAL_CONFIG, checkpoint_epochs
@@ -117,7 +117,7 @@ def test_epochs_are_logged_once_and_read_back_by_status(store: Store, experiment
 
     reader = SweepTracker(store.reader, experiment)
     status = trial_status(reader.trial_runs("contract")["t-01"])
-    assert (status.state, status.epoch, status.attempts, status.test_acc) == (RUNNING, 2, 1, pytest.approx(0.7))
+    assert (status.state, status.epoch, status.attempts, status.test_acc) == ("running", 2, 1, pytest.approx(0.7))
     assert status.node, "the node the attempt runs on is recorded"
     history = reader.client.get_metric_history(run_id, "train_loss")
     assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 0.5)]
@@ -125,7 +125,7 @@ def test_epochs_are_logged_once_and_read_back_by_status(store: Store, experiment
     logger.mark_running()  # a retry: a second attempt in the same run
     logger.finish()
     status = trial_status(reader.trial_runs("contract")["t-01"])
-    assert (status.state, status.attempts) == (FINISHED, 2)
+    assert (status.state, status.attempts) == ("finished", 2)
 
 
 def test_checkpoints_upload_list_download_and_prune(store: Store, experiment: str, tmp_path: Path) -> None:
@@ -205,7 +205,7 @@ def test_spectrum_artifacts_and_a_failure_are_recorded(store: Store, experiment:
     run = reader.trial_runs("contract")["t-01"]
     assert run.data.metrics["lambda_max"] == 12.5
     status = trial_status(run)
-    assert (status.state, status.error) == (FAILED, "RuntimeError: boom")
+    assert (status.state, status.error) == ("failed", "RuntimeError: boom")
     assert "RuntimeError: boom" in Path(reader.client.download_artifacts(run_id, "error/traceback.txt",
                                                                           str(tmp_path / "tb"))).read_text()
 

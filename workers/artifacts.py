@@ -12,6 +12,8 @@ _CHECKPOINT = re.compile(r"epoch_(\d+)(?:\.([0-9a-f]{64}))?\.pt")
 SPECTRUM_DIR = "spectrum"
 # The trial's resolved config, so that `sweep spectrum` can rebuild the model exactly.
 TRIAL_CONFIG = "trial_config.json"
+# On a sweep's parent run: its plan record (base config, grid, trial ids), read by `sweep resume`.
+PLAN_ARTIFACT = "sweep.json"
 
 
 def checkpoint_name(epoch: int, sha256: Optional[str] = None) -> str:

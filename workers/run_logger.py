@@ -22,22 +22,12 @@ from workers.retry import retrying
 from workers.run_artifacts import RunArtifacts
 from workers.run_status import set_run_status
 from workers.tracking_endpoint import TrackingEndpoint, scrub
+from workers.vocabulary import (ATTEMPT_TAG, CHECKPOINT_EPOCH_TAG, EPOCH_TAG, ERROR_TAG, HEARTBEAT_INTERVAL_TAG,
+                                HEARTBEAT_TAG, NODE_ID_TAG, NODE_TAG, PRUNED_TAG, RECOMPUTED_TAG, RESUMED_FROM_TAG,
+                                WORKER_PID_TAG, RunStatus)
 
 T = TypeVar("T")
 
-HEARTBEAT_TAG = "heartbeat"
-# Seconds between beats, recorded by each attempt: readers judge staleness by the run's own interval.
-HEARTBEAT_INTERVAL_TAG = "heartbeat_interval"
-ERROR_TAG = "error"
-EPOCH_TAG = "epoch"
-ATTEMPT_TAG = "attempts"
-CHECKPOINT_EPOCH_TAG = "checkpoint_epoch"
-# The Ray node (IP) and its id the current attempt runs on, for `sweep status` and node-loss forensics.
-NODE_TAG, NODE_ID_TAG = "node", "node_id"
-# The Ray node ids of a sharded spectrum job's workers, by rank.
-SPECTRUM_NODES_TAG = "spectrum_nodes"
-# Set on a run its search pruned: the epoch it stopped at (the run ends KILLED, not FAILED).
-PRUNED_TAG = "pruned"
 
 
 class RunLogger:
@@ -81,9 +71,9 @@ class RunLogger:
             if ERROR_TAG in tags:
                 # The previous attempt's error; its traceback stays among the artifacts.
                 self._call(lambda: self.client.delete_tag(self.run_id, ERROR_TAG), "clearing the error")
-        self._call(lambda: set_run_status(self.client, self.run_id, "RUNNING"), "starting")
+        self._call(lambda: set_run_status(self.client, self.run_id, RunStatus.RUNNING), "starting")
         node = where_am_i()
-        tags = [RunTag(ATTEMPT_TAG, str(attempts)), RunTag("worker_pid", str(os.getpid())), RunTag(NODE_TAG, node.address),
+        tags = [RunTag(ATTEMPT_TAG, str(attempts)), RunTag(WORKER_PID_TAG, str(os.getpid())), RunTag(NODE_TAG, node.address),
                 RunTag(NODE_ID_TAG, node.node_id), RunTag(HEARTBEAT_INTERVAL_TAG, f"{self.heartbeat_interval:g}"),
                 RunTag(HEARTBEAT_TAG, f"{time.time():.3f}")]
         self._call(lambda: self.client.log_batch(self.run_id, tags=tags), "starting")
@@ -143,7 +133,7 @@ class RunLogger:
             self._sent(riding)
 
     def record_resume(self, resumed_from: int, recomputed: int) -> None:
-        tags = [RunTag("resumed_from_epoch", str(resumed_from)), RunTag("recomputed_epochs", str(recomputed))]
+        tags = [RunTag(RESUMED_FROM_TAG, str(resumed_from)), RunTag(RECOMPUTED_TAG, str(recomputed))]
         self._call(lambda: self.client.log_batch(self.run_id, tags=tags), "recording the resume")
 
     def last_logged_epoch(self) -> int:
@@ -163,7 +153,7 @@ class RunLogger:
 
     def finish(self) -> None:
         self.flush()
-        self._call(lambda: set_run_status(self.client, self.run_id, "FINISHED"), "finishing")
+        self._call(lambda: set_run_status(self.client, self.run_id, RunStatus.FINISHED), "finishing")
 
     def end_pruned(self, epoch: int) -> None:
         """A search's pruner stopped the trial after ``epoch`` epochs: the run ends KILLED (stopped on purpose, not
@@ -172,7 +162,7 @@ class RunLogger:
         tags = [*riding.values(), RunTag(PRUNED_TAG, str(epoch))]
         self._call(lambda: self.client.log_batch(self.run_id, tags=tags), "tagging the pruned run")
         self._sent(riding)
-        self._call(lambda: set_run_status(self.client, self.run_id, "KILLED"), "ending the pruned run")
+        self._call(lambda: set_run_status(self.client, self.run_id, RunStatus.KILLED), "ending the pruned run")
 
     def fail(self, message: str, traceback_text: str) -> None:
         secrets = self.endpoint.secrets
@@ -182,4 +172,4 @@ class RunLogger:
         self._sent(riding)
         self._call(lambda: self.client.log_text(self.run_id, scrub(traceback_text, secrets), "error/traceback.txt"),
                    "failing")
-        self._call(lambda: set_run_status(self.client, self.run_id, "FAILED"), "failing")
+        self._call(lambda: set_run_status(self.client, self.run_id, RunStatus.FAILED), "failing")

@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from mlflow.entities import RunStatus
+from mlflow.entities import RunStatus as MlflowRunStatus
 from mlflow.tracking import MlflowClient
 
-TERMINAL = ("FINISHED", "FAILED", "KILLED")
+from workers.vocabulary import TERMINAL, RunStatus
 
 
-def set_run_status(client: MlflowClient, run_id: str, status: str, end_time: Optional[int] = None) -> None:
+def set_run_status(client: MlflowClient, run_id: str, status: RunStatus, end_time: Optional[int] = None) -> None:
     """``status`` in one request; a terminal status stamps the end time (now, unless given)."""
     if status in TERMINAL and end_time is None:
         end_time = int(time.time() * 1000)
-    client._tracking_client.store.update_run_info(run_id, RunStatus.from_string(status), end_time, None)
+    client._tracking_client.store.update_run_info(run_id, MlflowRunStatus.from_string(status), end_time, None)

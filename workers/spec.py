@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from workers.tracking_endpoint import TrackingEndpoint
+from workers.vocabulary import RunStatus
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,10 @@ class RetryableTrialError(RuntimeError):
     """A trial error whose class the sweep lists in ``cluster.retry_exceptions``: Ray retries the task."""
 
 
-# A trial's outcome: MLflow's own terminal run statuses, and a trial whose training is done and whose spectrum job
-# is still to run.
-FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
-TRAINED = "TRAINED"
-
-
 @dataclass(frozen=True)
 class TrialOutcome:
     trial_id: str
     run_id: str
-    state: str
+    state: RunStatus
     final_metrics: dict[str, float]
     error: str | None = None

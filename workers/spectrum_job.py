@@ -24,9 +24,10 @@ from workers.curvature.job import SpectrumSettings, compute_spectrum
 from workers.curvature.plots import plot_density
 from workers.curvature.result import SpectrumResult
 from workers.artifacts import TRIAL_CONFIG, spectrum_dir, spectrum_epochs_done, spectrum_record_name
-from workers.run_logger import SPECTRUM_NODES_TAG, RunLogger
+from workers.run_logger import RunLogger
 from workers.run_artifacts import RunArtifacts
 from workers.spec import SpectrumJobSpec, TrialOutcome
+from workers.vocabulary import SPECTRUM_NODES_TAG, TRIAL_TAG, RunStatus
 from workers.spectrum_progress import ArtifactProgress
 from workers.spectrum_protocol import AVERAGE, METRICS, SpectrumProtocol, batch_size_of, home_protocols, protocols_of
 from workers.training.averaging import recompute_batchnorm
@@ -53,7 +54,7 @@ def _device(config: Mapping[str, Any]) -> str:
 
 def run_spectrum_job(spec: SpectrumJobSpec) -> TrialOutcome:
     logger = RunLogger.for_run(spec.tracking, spec.run_id, spec.config["tracking"])
-    trial_id = logger.client.get_run(spec.run_id).data.tags.get("trial_id", spec.run_id)
+    trial_id = logger.client.get_run(spec.run_id).data.tags.get(TRIAL_TAG, spec.run_id)
     try:
         with logger.beating():
             metrics = _compute_and_log(spec, logger)
@@ -61,10 +62,10 @@ def run_spectrum_job(spec: SpectrumJobSpec) -> TrialOutcome:
         message = f"{type(error).__name__}: {error}"
         if spec.finishes_trial:
             logger.fail(message, traceback.format_exc())
-        return TrialOutcome(trial_id, spec.run_id, "FAILED", {}, message)
+        return TrialOutcome(trial_id, spec.run_id, RunStatus.FAILED, {}, message)
     if spec.finishes_trial:
         logger.finish()
-    return TrialOutcome(trial_id, spec.run_id, "FINISHED", metrics)
+    return TrialOutcome(trial_id, spec.run_id, RunStatus.FINISHED, metrics)
 
 
 def _compute_and_log(spec: SpectrumJobSpec, logger: RunLogger) -> dict[str, float]:

@@ -23,7 +23,8 @@ from workers.devices import resolve_device
 from workers.ownership import OwnerLost, TrialPruned, check_owned, report_epoch
 from workers.placement import task_attempt
 from workers.run_logger import RunLogger
-from workers.spec import FAILED, FINISHED, KILLED, TRAINED, RetryableTrialError, TrialOutcome, TrialSpec, spectrum_epochs
+from workers.spec import RetryableTrialError, TrialOutcome, TrialSpec, spectrum_epochs
+from workers.vocabulary import RunStatus
 from workers.training.checkpoint import TrainingState, capture_rng, restore_rng
 from workers.training.checkpoint_store import CheckpointStore
 from workers.training.data import DatasetSplits, load_dataset
@@ -49,7 +50,7 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
         check_owned(spec.owner, spec.trial_id)
         return _run_owned_trial(spec)
     except OwnerLost:
-        return TrialOutcome(spec.trial_id, spec.run_id, KILLED, {}, "cancelled by its owner")
+        return TrialOutcome(spec.trial_id, spec.run_id, RunStatus.KILLED, {}, "cancelled by its owner")
 
 
 def _run_owned_trial(spec: TrialSpec) -> TrialOutcome:
@@ -68,19 +69,19 @@ def _run_owned_trial(spec: TrialSpec) -> TrialOutcome:
         raise
     except TrialPruned as pruned:
         logger.end_pruned(pruned.epoch)
-        return TrialOutcome(spec.trial_id, spec.run_id, KILLED, pruned.metrics, str(pruned))
+        return TrialOutcome(spec.trial_id, spec.run_id, RunStatus.KILLED, pruned.metrics, str(pruned))
     except Exception as error:  # noqa: BLE001 - any trial error is recorded on the run, then reported
         message = f"{type(error).__name__}: {error}"
         if is_retryable(error, spec.config["cluster"]["retry_exceptions"]):
             raise RetryableTrialError(message) from error
         logger.fail(message, traceback.format_exc())
-        return TrialOutcome(spec.trial_id, spec.run_id, FAILED, {}, message)
+        return TrialOutcome(spec.trial_id, spec.run_id, RunStatus.FAILED, {}, message)
     if spec.config["spectrum"]["enabled"]:
         # The run ends when its spectrum job does; a failed job fails the trial, and a resume re-runs it.
-        return TrialOutcome(spec.trial_id, spec.run_id, TRAINED, metrics)
+        return TrialOutcome(spec.trial_id, spec.run_id, RunStatus.TRAINED, metrics)
     check_owned(spec.owner, spec.trial_id)
     logger.finish()
-    return TrialOutcome(spec.trial_id, spec.run_id, FINISHED, metrics)
+    return TrialOutcome(spec.trial_id, spec.run_id, RunStatus.FINISHED, metrics)
 
 
 def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
