@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from workers.curvature import CurvatureOperator, HessianOperator, ShardedHessianOperator, lanczos, slq
+from workers.curvature import CurvatureOperator, HessianOperator, ShardedCurvatureOperator, lanczos, slq
 
 STEPS = 100
 Row = tuple[str, float, float, str]
@@ -161,7 +161,7 @@ def sharded_speedup(samples: int, repeats: int) -> Row:
     batch_size = -(-samples // 8)
 
     def hvp_time(num_workers: int) -> float:
-        with ShardedHessianOperator(
+        with ShardedCurvatureOperator(
             model, F.cross_entropy, inputs, targets, num_workers=num_workers, batch_size=batch_size
         ) as operator:
             return fastest(lambda: operator.matvec(v), repeats)

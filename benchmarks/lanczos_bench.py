@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.curvature import HessianOperator, ShardedHessianOperator, slq
+from workers.curvature import HessianOperator, ShardedCurvatureOperator, slq
 
 Row = tuple[str, float, float, str]
 
@@ -144,7 +144,7 @@ def basis_memory(num_workers: int, steps: int) -> list[tuple[float, float]]:
     model = wide_mlp().eval()
     generator = torch.Generator().manual_seed(0)
     inputs, targets = torch.randn(64, 1, 28, 28, generator=generator), torch.randint(0, 10, (64,), generator=generator)
-    with ShardedHessianOperator(model, F.cross_entropy, inputs, targets, num_workers=num_workers,
+    with ShardedCurvatureOperator(model, F.cross_entropy, inputs, targets, num_workers=num_workers,
                                 batch_size=32) as operator:
         pids = operator.worker_pids()
         before = []

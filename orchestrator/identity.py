@@ -6,6 +6,8 @@ import hashlib
 import json
 from typing import Any, Mapping, Sequence
 
+from orchestrator.dotted_keys import dotted
+
 # Top-level groups that say where or how to run, never what is computed.
 WHERE_TO_RUN_GROUPS = ("cluster", "tracking", "sweep", "hydra")
 # Groups computed from a trial's checkpoints after training: they never change what a trial trains, so adding
@@ -55,22 +57,6 @@ def sweep_id(name: str | None, base_config: Mapping[str, Any], swept_keys: Seque
     if name:
         return name
     return "sweep-" + stable_hash({"base": _hashed(identity_config(base_config)), "swept": sorted(swept_keys)}, 10)
-
-
-def dotted(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": 0.1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            flat.update(dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def flatten(config: Mapping[str, Any]) -> dict[str, str]:
-    """Dotted keys with string values, as MLflow params (lists as JSON)."""
-    return {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in dotted(config).items()}
 
 
 UNSET = object()

@@ -14,7 +14,8 @@ from mlflow.entities import Param, Run, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from orchestrator.errors import UserError
-from orchestrator.identity import flatten, stable_hash
+from orchestrator.dotted_keys import flatten
+from orchestrator.identity import stable_hash
 from orchestrator.mlflow_server import check_credentials, is_healthy, local_store
 from workers.artifacts import PLAN_ARTIFACT, TRIAL_CONFIG
 from workers.run_artifacts import RunArtifacts

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from orchestrator.identity import changed_keys, flatten, identity_config, sweep_id, trial_id
+from orchestrator.dotted_keys import flatten
+from orchestrator.identity import changed_keys, identity_config, sweep_id, trial_id
 from orchestrator.planning import plan_sweep
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from ray.util import placement_group_table
 
-from workers.curvature import ShardedHessianOperator, slq
+from workers.curvature import ShardedCurvatureOperator, slq
 from workers.curvature.kinds import OPERATOR_KINDS
 from workers.curvature.sharded import shard_bounds
 
@@ -32,7 +32,7 @@ def test_two_workers_equal_one_process(ray_session, ref, name, kind, bn_mode):
     options = {"bn_mode": bn_mode, "dtype": torch.float64, "batch_size": 8}
     single = OPERATOR_KINDS[kind](model, F.cross_entropy, (inputs, targets), **options)
     vectors = torch.randn(3, single.size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    sharded = ShardedHessianOperator(model, F.cross_entropy, inputs, targets, kind=kind, num_workers=2, **options)
+    sharded = ShardedCurvatureOperator(model, F.cross_entropy, inputs, targets, kind=kind, num_workers=2, **options)
     with sharded:
         assert (sharded.size, sharded.dtype) == (single.size, torch.float64)
         for v in vectors:
@@ -47,7 +47,7 @@ def test_spectrum_with_the_basis_sliced_over_two_workers_equals_one_process(ray_
     options = {"dtype": torch.float64, "batch_size": 8}
     single = OPERATOR_KINDS["hessian"](model, F.cross_entropy, (inputs, targets), **options)
     expected = slq(single, steps=12, num_vectors=2, seed=3)
-    with ShardedHessianOperator(model, F.cross_entropy, inputs, targets, num_workers=2, **options) as sharded:
+    with ShardedCurvatureOperator(model, F.cross_entropy, inputs, targets, num_workers=2, **options) as sharded:
         result = sharded.spectrum(12, 2, seed=3, basis_device=basis_device)
         assert len(set(sharded.worker_pids())) == 2
     assert single.size % 2 == 1 and result.size == single.size and result.steps_taken == (12, 12)
@@ -63,7 +63,7 @@ def test_sliced_spectrum_stops_at_invariance_on_every_rank_together(ray_session,
     options = {"kind": "ggn", "dtype": torch.float64, "batch_size": 1}
     single = OPERATOR_KINDS["ggn"](model, F.cross_entropy, (inputs, targets), dtype=torch.float64, batch_size=1)
     expected = slq(single, 40, 1)
-    with ShardedHessianOperator(model, F.cross_entropy, inputs, targets, num_workers=2, **options) as sharded:
+    with ShardedCurvatureOperator(model, F.cross_entropy, inputs, targets, num_workers=2, **options) as sharded:
         result = sharded.spectrum(40, 1)
     assert result.steps_taken == expected.steps_taken == (5,)
     assert torch.allclose(result.ritz_values[0], expected.ritz_values[0], rtol=1e-8, atol=1e-10)
@@ -72,7 +72,7 @@ def test_sliced_spectrum_stops_at_invariance_on_every_rank_together(ray_session,
 def test_shutdown_frees_the_gang(ray_session, ref):
     model = ref.make_model("tanh_mlp")
     [(inputs, targets)] = ref.make_data("tanh_mlp", sizes=(8,))
-    operator = ShardedHessianOperator(model, F.cross_entropy, inputs, targets, num_workers=1)
+    operator = ShardedCurvatureOperator(model, F.cross_entropy, inputs, targets, num_workers=1)
     assert _live_groups() == 1
     operator.shutdown()
     operator.shutdown()
@@ -85,7 +85,7 @@ def test_an_impossible_gang_fails_clearly(ray_session, ref):
     model = ref.make_model("tanh_mlp")
     [(inputs, targets)] = ref.make_data("tanh_mlp", sizes=(8,))
     with pytest.raises(RuntimeError, match="could not reserve 3 workers"):
-        ShardedHessianOperator(
+        ShardedCurvatureOperator(
             model, F.cross_entropy, inputs, targets, num_workers=3, batch_size=2, ready_timeout_s=1
         )
     assert _live_groups() == 0

@@ -9,7 +9,7 @@ from workers.curvature.job import SpectrumSettings, compute_spectrum
 from workers.curvature.lanczos import LanczosResult, lanczos
 from workers.curvature.operators import CurvatureOperator, LambdaOperator
 from workers.curvature.result import SpectrumResult
-from workers.curvature.sharded import ShardedHessianOperator
+from workers.curvature.sharded import ShardedCurvatureOperator
 from workers.curvature.slq import slq
 
 __all__ = [
@@ -18,7 +18,7 @@ __all__ = [
     "HessianOperator",
     "LambdaOperator",
     "LanczosResult",
-    "ShardedHessianOperator",
+    "ShardedCurvatureOperator",
     "SpectrumResult",
     "SpectrumSettings",
     "compute_spectrum",

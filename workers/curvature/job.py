@@ -12,7 +12,7 @@ from torch import nn
 from workers.curvature.kinds import OPERATOR_KINDS
 from workers.curvature.network import BN_MODES, LossFn
 from workers.curvature.result import SpectrumResult
-from workers.curvature.sharded import ShardedHessianOperator
+from workers.curvature.sharded import ShardedCurvatureOperator
 from workers.curvature.slq import DISTRIBUTIONS, Progress, slq
 from workers.devices import resolve_device
 from workers.curvature.validation import require_choice, require_int, require_number
@@ -92,7 +92,7 @@ def compute_spectrum(
             model, loss_fn, (inputs, targets), device=resolve_device(settings.device), **options
         )
         return slq(operator, **spectrum, progress=progress)
-    with ShardedHessianOperator(
+    with ShardedCurvatureOperator(
         model, loss_fn, inputs, targets, kind=settings.operator, num_workers=settings.num_workers,
         cpus_per_worker=settings.cpus_per_worker, gpus_per_worker=settings.gpus_per_worker, **options,
     ) as operator:

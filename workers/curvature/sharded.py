@@ -113,7 +113,7 @@ class _ShardWorker:
         return ray.get_runtime_context().get_node_id()
 
 
-class ShardedHessianOperator(CurvatureOperator):
+class ShardedCurvatureOperator(CurvatureOperator):
     """The Hessian (or with kind="ggn" the GGN) of the mean loss over (inputs, targets), sharded over
     `num_workers` Ray actors gang-scheduled in one placement group.
 
@@ -149,7 +149,7 @@ class ShardedHessianOperator(CurvatureOperator):
         if len(inputs) != len(targets):
             raise ValueError(f"inputs hold {len(inputs)} samples but targets hold {len(targets)}")
         if not ray.is_initialized():
-            raise RuntimeError("Ray is not initialised; call ray.init() before building a ShardedHessianOperator")
+            raise RuntimeError("Ray is not initialised; call ray.init() before building a ShardedCurvatureOperator")
         names = set(select_parameters(model, params))
         self._size = sum(p.numel() for n, p in model.named_parameters() if n in names)
         self._dtype = dtype
@@ -195,7 +195,7 @@ class ShardedHessianOperator(CurvatureOperator):
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         if not self._workers:
-            raise RuntimeError("this ShardedHessianOperator has been shut down")
+            raise RuntimeError("this ShardedCurvatureOperator has been shut down")
         if v.shape != (self.size,):
             raise ValueError(f"v has shape {tuple(v.shape)}; this operator takes vectors of shape ({self.size},)")
         shared = ray.put(v.detach().to("cpu", self._dtype))
@@ -220,7 +220,7 @@ class ShardedHessianOperator(CurvatureOperator):
         continues at the first unfinished vector (the basis is sliced over the gang, so a vector's own progress
         is not kept)."""
         if not self._workers:
-            raise RuntimeError("this ShardedHessianOperator has been shut down")
+            raise RuntimeError("this ShardedCurvatureOperator has been shut down")
         check_slq_arguments(steps, num_vectors, seed, distribution)
         if progress is None:
             return self._gang_spectrum(steps, num_vectors, seed, distribution, basis_device, None)
@@ -253,7 +253,7 @@ class ShardedHessianOperator(CurvatureOperator):
             remove_placement_group(self._group)
             self._group = None
 
-    def __enter__(self) -> ShardedHessianOperator:
+    def __enter__(self) -> ShardedCurvatureOperator:
         return self
 
     def __exit__(
