@@ -88,7 +88,7 @@ class AveragingConfig:
 class OptimizerConfig:
     name: str = MISSING
     lr: float = MISSING
-    # Coupled L2 (sgd, swa, adam) or decoupled decay already scaled by lr (adamw, gadam, gadamx).
+    # Coupled L2 or decoupled decay already scaled by lr: workers.training.optimizers.OPTIMIZERS says which.
     weight_decay: float = 0.0
     averaging: AveragingConfig = field(default_factory=AveragingConfig)
 

@@ -15,12 +15,12 @@ import builtins
 import importlib
 import math
 import re
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from workers.spectrum_protocol import batch_size_of
 from workers.training.config_checks import check_model_fits_dataset, check_training_config, training_examples
+from workers.training.rules import Rule
 
-Rule = tuple[str, Callable[[Any], bool], str]
 
 # np.random.seed, which every trial calls, takes 0 .. 2**32 - 1.
 SEED_MAX = 2**32 - 1

@@ -35,6 +35,7 @@ from workers.training.checkpoint import TrainingState
 from workers.training.checkpoint_store import CheckpointStore
 from workers.training.data import load_dataset
 from workers.training.models import build_model
+from workers.training.optimizers import l2_coefficient
 
 # Keys of the ``spectrum`` config node that SpectrumSettings takes as they are.
 SETTINGS_KEYS = ("steps", "num_vectors", "seed", "distribution", "operator", "bn_mode", "dtype", "num_workers",
@@ -95,7 +96,7 @@ def _compute_and_log(spec: SpectrumJobSpec, logger: RunLogger) -> dict[str, floa
                 progress = ArtifactProgress(artifacts, protocol.id, epoch, scratch, config["spectrum"], spec.faults)
                 result = shifted_by_l2(compute_spectrum(network, F.cross_entropy, splits.train_inputs,
                                                         splits.train_targets, settings, progress),
-                                       l2_coefficient(config))
+                                       l2_coefficient(config["optimizer"]))
                 metrics.update(_log_result(logger, result, protocol, protocol.id in home, settings, config, epoch,
                                            scratch, progress.describe()))
                 progress.clear()
@@ -157,12 +158,6 @@ def _log_result(logger: RunLogger, result: SpectrumResult, protocol: SpectrumPro
     return metrics
 
 
-def l2_coefficient(config: Mapping[str, Any]) -> float:
-    """gamma of the coupled L2 term gamma/2 ||w||^2 in the training objective (0 for decoupled decay)."""
-    optimizer = config["optimizer"]
-    return 0.0 if optimizer["name"] in ("adamw", "gadam", "gadamx") else float(optimizer["weight_decay"])
-
-
 def shifted_by_l2(result: SpectrumResult, gamma: float) -> SpectrumResult:
     """The spectrum of the regularised objective: its Hessian is H + gamma*I. Lanczos is shift invariant (the
     same seed vectors span the same Krylov spaces), so this is exact, not an approximation."""
@@ -177,7 +172,7 @@ def _log_artifacts(logger: RunLogger, result: SpectrumResult, protocol: Spectrum
     """``spectrum/<protocol>/epoch_<n>.png``, then the ``.json`` record: the record is what marks a result done.
     ``resumed_from`` says where a killed earlier attempt's progress let this one start."""
     record = {**result.to_dict(), "epoch": epoch, "protocol": protocol.to_dict(), "settings": vars(settings),
-              "l2_shift": l2_coefficient(config), "resumed_from": resumed_from}
+              "l2_shift": l2_coefficient(config["optimizer"]), "resumed_from": resumed_from}
     out = scratch / protocol.id
     out.mkdir(exist_ok=True)
     weights = " (averaged weights)" if protocol.weights == AVERAGE else ""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 
 import pytest
+import yaml
 import torch
 from torch import nn
 
 from workers.training.adamx import PartiallyAdaptiveAdamW
-from workers.training.optimizers import build_optimizer
+from orchestrator.settings import CONF_DIR
+from workers.training.optimizers import OPTIMIZERS, build_optimizer, l2_coefficient
 from workers.training.recipe import Recipe
 
 
@@ -124,6 +126,8 @@ def test_coupled_l2_adds_gamma_w_to_the_gradient(trial_cfg, name: str) -> None:
         (["optimizer=gadam", "optimizer.averaging.every=batch"], "optimizer.averaging.every=batch: must be epoch or step"),
         (["optimizer=swa", "optimizer.averaging.start_epoch=5", "trainer.epochs=5"], "must be below trainer.epochs=5"),
         (["optimizer=sgd", "optimizer.momentum=1.0"], r"optimizer.momentum=1.0: must be a number in \[0, 1\)"),
+        (["optimizer=nesterov", "optimizer.momentum=0"], r"optimizer.momentum=0.0: must be a number in \(0, 1\)"),
+        (["optimizer=nesterov", "optimizer.nesterov=false"], "optimizer.nesterov=False: must be true"),
         (["optimizer=adam", "optimizer.lr=0"], "optimizer.lr=0.0: must be a number > 0"),
     ],
 )
@@ -136,3 +140,29 @@ def test_averaging_start_defaults_to_half_the_epochs(trial_cfg) -> None:
     assert Recipe(trial_cfg("optimizer=gadam", "trainer.epochs=9"), _model(), 1).averaging_start == 4
     assert Recipe(trial_cfg("optimizer=adamw", "trainer.epochs=9"), _model(), 1).averaging_start is None
     assert copy.deepcopy(trial_cfg("optimizer=swa"))["optimizer"]["averaging"]["enabled"] is True
+
+
+def test_nesterov_is_torch_sgd_with_nesterov_step_for_step(trial_cfg) -> None:
+    """The optimizer added through the registry alone (its entry and its YAML) trains as torch's own."""
+    cfg = trial_cfg("optimizer=nesterov", "optimizer.lr=0.05", "optimizer.weight_decay=1e-3")
+    ours, reference = _model(), _model()
+    optimizer = build_optimizer(cfg["optimizer"], ours.parameters())
+    torch_sgd = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3, nesterov=True)
+    for batch in _batches(5):
+        _step(ours, optimizer, batch)
+        _step(reference, torch_sgd, batch)
+    assert torch.equal(_flat(ours), _flat(reference))
+    assert not torch.equal(_flat(ours), _flat(_model())), "it trained"
+
+
+def test_every_optimizer_option_has_one_registry_entry() -> None:
+    options = {yaml.safe_load(path.read_text()).get("name", path.stem) for path in (CONF_DIR / "optimizer").glob("*.yaml")
+               if not path.name.startswith("_")}
+    assert options == set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_the_l2_term_the_spectrum_adds_follows_the_registry(trial_cfg, name: str) -> None:
+    cfg = trial_cfg(f"optimizer={name}", "optimizer.weight_decay=0.01")
+    expected = 0.0 if name in ("adamw", "gadam", "gadamx") else 0.01
+    assert l2_coefficient(cfg["optimizer"]) == expected

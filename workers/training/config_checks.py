@@ -8,9 +8,10 @@ Pure Python, no torch: the builders call these inside a worker, and the control 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Mapping, Optional
 
-Rule = tuple[str, Callable[[Any], bool], str]
+from workers.training.optimizers import check_optimizer
+from workers.training.rules import Rule, apply_rules, require_known
 
 VGG_DEPTHS = (11, 13, 16, 19)
 FILE_DATASETS = ("mnist", "cifar10", "cifar100")
@@ -54,7 +55,6 @@ DATASETS: dict[str, DatasetFacts] = {
 # Models built of convolutions over (channels, height, width); the MLP flattens whatever it is given.
 IMAGE_MODELS = ("vgg16", "preresnet164", "wideresnet28x10")
 AUGMENTED_DATASETS = ("cifar10", "cifar100")
-AVERAGING_EVERY = ("epoch", "step")
 
 _POSITIVE_INTS = (lambda v: all(int(w) >= 1 for w in v), "a list of integers >= 1")
 
@@ -77,24 +77,6 @@ MODEL_RULES: dict[str, tuple[Rule, ...]] = {
     ),
 }
 
-_ADAM_RULES: tuple[Rule, ...] = (
-    ("betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
-    ("eps", lambda v: v > 0, "a number > 0"),
-)
-_SGD_RULES: tuple[Rule, ...] = (("momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),)
-OPTIMIZER_RULES: dict[str, tuple[Rule, ...]] = {
-    "sgd": _SGD_RULES,
-    "swa": _SGD_RULES,
-    "adam": _ADAM_RULES,
-    "adamw": _ADAM_RULES,
-    "gadam": _ADAM_RULES,
-    "gadamx": _ADAM_RULES + (("p", lambda v: 0 < v <= 0.5, "a number in (0, 0.5]"),),
-}
-_COMMON_OPTIMIZER_RULES: tuple[Rule, ...] = (
-    ("lr", lambda v: v > 0, "a number > 0"),
-    ("weight_decay", lambda v: v >= 0, "a number >= 0"),
-)
-
 _RATIO = (lambda v: 0 < v <= 1, "a number in (0, 1]")
 SCHEDULE_RULES: dict[str, tuple[Rule, ...]] = {
     "constant": (),
@@ -104,31 +86,14 @@ SCHEDULE_RULES: dict[str, tuple[Rule, ...]] = {
 }
 
 
-def _show(value: Any) -> str:
-    return "null" if value is None else str(value)
-
-
-def _known(group: str, name: str, allowed) -> None:
-    if name not in allowed:
-        raise ValueError(f"{group}.name={name}: not known; allowed: {', '.join(sorted(allowed))}")
-
-
-def _apply(group: str, cfg: Mapping, rules: tuple[Rule, ...]) -> None:
-    for key, ok, allowed in rules:
-        if key not in cfg:
-            raise ValueError(f"{group}.{key} is missing: {group}={cfg['name']} needs it ({allowed})")
-        if not ok(cfg[key]):
-            raise ValueError(f"{group}.{key}={_show(cfg[key])}: must be {allowed}")
-
-
 def check_model(cfg: Mapping) -> None:
-    _known("model", cfg["name"], MODEL_RULES)
-    _apply("model", cfg, MODEL_RULES[cfg["name"]])
+    require_known("model", cfg["name"], MODEL_RULES)
+    apply_rules("model", cfg, MODEL_RULES[cfg["name"]])
 
 
 def check_dataset(cfg: Mapping) -> None:
     name = cfg["name"]
-    _known("dataset", name, DATASETS)
+    require_known("dataset", name, DATASETS)
     if name in FILE_DATASETS and not cfg.get("root"):
         raise ValueError(
             f"dataset.root=null: dataset={name} needs dataset.root=DIR, a directory holding {DATASET_FILES[name]}; "
@@ -142,20 +107,9 @@ def check_dataset(cfg: Mapping) -> None:
         raise ValueError(f"dataset.subsample={subsample}: must be null or an integer >= 1")
 
 
-def check_optimizer(cfg: Mapping) -> None:
-    _known("optimizer", cfg["name"], OPTIMIZER_RULES)
-    _apply("optimizer", cfg, _COMMON_OPTIMIZER_RULES + OPTIMIZER_RULES[cfg["name"]])
-    averaging = cfg.get("averaging") or {}
-    if averaging.get("every", "epoch") not in AVERAGING_EVERY:
-        raise ValueError(f"optimizer.averaging.every={averaging['every']}: must be epoch or step")
-    start = averaging.get("start_epoch")
-    if start is not None and start < 0:
-        raise ValueError(f"optimizer.averaging.start_epoch={start}: must be null or an integer >= 0")
-
-
 def check_schedule(cfg: Mapping) -> None:
-    _known("schedule", cfg["name"], SCHEDULE_RULES)
-    _apply("schedule", cfg, SCHEDULE_RULES[cfg["name"]])
+    require_known("schedule", cfg["name"], SCHEDULE_RULES)
+    apply_rules("schedule", cfg, SCHEDULE_RULES[cfg["name"]])
 
 
 def averaging_start_epoch(optimizer_cfg: Mapping, total_epochs: int) -> Optional[int]:
