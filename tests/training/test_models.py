@@ -101,3 +101,20 @@ def test_mlp_flattens_any_input_shape() -> None:
 def test_bad_model_settings_are_refused(cfg: dict, shape: tuple, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build_model(cfg, shape, 10)
+
+
+def test_every_model_option_has_one_registry_entry_and_its_builder_resolves() -> None:
+    """The YAML options, the registry and the builders name the same models."""
+    import importlib
+
+    import yaml
+
+    from orchestrator.settings import CONF_DIR
+    from workers.training.model_kinds import MODELS
+
+    options = {yaml.safe_load(path.read_text()).get("name", path.stem) for path in (CONF_DIR / "model").glob("*.yaml")
+               if not path.name.startswith("_")}
+    assert options == set(MODELS)
+    for name, kind in MODELS.items():
+        module, function = kind.builder.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), name

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from workers.training.model_kinds import IMAGE_MODELS, check_model
 from workers.training.optimizers import check_optimizer
 from workers.training.rules import Rule, apply_rules, require_known
 
-VGG_DEPTHS = (11, 13, 16, 19)
 FILE_DATASETS = ("mnist", "cifar10", "cifar100")
 # What ``dataset.root`` must hold for each dataset read from disk, and where to get it.
 DATASET_FILES = {
@@ -52,30 +52,7 @@ DATASETS: dict[str, DatasetFacts] = {
     "cifar10": DatasetFacts((3, 32, 32), 50000, official_split=True),
     "cifar100": DatasetFacts((3, 32, 32), 50000, official_split=True),
 }
-# Models built of convolutions over (channels, height, width); the MLP flattens whatever it is given.
-IMAGE_MODELS = ("vgg16", "preresnet164", "wideresnet28x10")
 AUGMENTED_DATASETS = ("cifar10", "cifar100")
-
-_POSITIVE_INTS = (lambda v: all(int(w) >= 1 for w in v), "a list of integers >= 1")
-
-MODEL_RULES: dict[str, tuple[Rule, ...]] = {
-    "mlp": (
-        ("hidden_sizes", *_POSITIVE_INTS),
-        ("activation", lambda v: v in ("relu", "tanh", "gelu"), "relu, tanh or gelu"),
-    ),
-    "vgg16": (
-        ("depth", lambda v: v in VGG_DEPTHS, "11, 13, 16 or 19"),
-        ("width_factor", lambda v: v > 0, "a number > 0"),
-        ("classifier_hidden", *_POSITIVE_INTS),
-        ("dropout", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ),
-    "preresnet164": (("depth", lambda v: v >= 11 and (v - 2) % 9 == 0, "9n+2 with n >= 1 (11, 20, ..., 164)"),),
-    "wideresnet28x10": (
-        ("depth", lambda v: v >= 10 and (v - 4) % 6 == 0, "6n+4 with n >= 1 (10, 16, 22, 28, ...)"),
-        ("widen_factor", lambda v: v >= 1, "an integer >= 1"),
-        ("dropout", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ),
-}
 
 _RATIO = (lambda v: 0 < v <= 1, "a number in (0, 1]")
 SCHEDULE_RULES: dict[str, tuple[Rule, ...]] = {
@@ -84,11 +61,6 @@ SCHEDULE_RULES: dict[str, tuple[Rule, ...]] = {
     "ia_linear": (("avg_ratio", *_RATIO),),
     "paper": (("final_ratio", *_RATIO), ("avg_ratio", *_RATIO)),
 }
-
-
-def check_model(cfg: Mapping) -> None:
-    require_known("model", cfg["name"], MODEL_RULES)
-    apply_rules("model", cfg, MODEL_RULES[cfg["name"]])
 
 
 def check_dataset(cfg: Mapping) -> None:

@@ -1,0 +1,55 @@
+"""Every ``model=`` option in one registry: where its builder is, its checks, and the inputs it needs.
+
+Adding a model is its builder module under ``workers/training/models/``, one :class:`ModelKind` entry here and its
+YAML in ``orchestrator/conf/model/``. The control plane reads the entries to validate every grid point before
+launch (without importing torch: builders are named, and imported in the worker by
+:func:`workers.training.models.build_model`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from workers.training.rules import Rule, apply_rules, require_known
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    # "module:function" of its builder, called as builder(cfg, input_shape, num_classes).
+    builder: str
+    rules: tuple[Rule, ...]
+    # Built of convolutions over (channels, height, width); otherwise it flattens whatever it is given.
+    needs_images: bool
+
+
+VGG_DEPTHS = (11, 13, 16, 19)
+_POSITIVE_INTS = (lambda v: all(int(w) >= 1 for w in v), "a list of integers >= 1")
+_DROPOUT: Rule = ("dropout", lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+MODELS: dict[str, ModelKind] = {
+    "mlp": ModelKind("workers.training.models.mlp:build_mlp", (
+        ("hidden_sizes", *_POSITIVE_INTS),
+        ("activation", lambda v: v in ("relu", "tanh", "gelu"), "relu, tanh or gelu"),
+    ), needs_images=False),
+    "vgg16": ModelKind("workers.training.models.vgg:build_vgg", (
+        ("depth", lambda v: v in VGG_DEPTHS, "11, 13, 16 or 19"),
+        ("width_factor", lambda v: v > 0, "a number > 0"),
+        ("classifier_hidden", *_POSITIVE_INTS),
+        _DROPOUT,
+    ), needs_images=True),
+    "preresnet164": ModelKind("workers.training.models.preresnet:build_preresnet", (
+        ("depth", lambda v: v >= 11 and (v - 2) % 9 == 0, "9n+2 with n >= 1 (11, 20, ..., 164)"),
+    ), needs_images=True),
+    "wideresnet28x10": ModelKind("workers.training.models.wide_resnet:build_wide_resnet", (
+        ("depth", lambda v: v >= 10 and (v - 4) % 6 == 0, "6n+4 with n >= 1 (10, 16, 22, 28, ...)"),
+        ("widen_factor", lambda v: v >= 1, "an integer >= 1"),
+        _DROPOUT,
+    ), needs_images=True),
+}
+IMAGE_MODELS = tuple(name for name, kind in MODELS.items() if kind.needs_images)
+
+
+def check_model(cfg: Mapping) -> None:
+    require_known("model", cfg["name"], MODELS)
+    apply_rules("model", cfg, MODELS[cfg["name"]].rules)
