@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from config_groups import group_options, resolves
 from dataset_files import legacy_pickle, write_cifar
 from workers.training.augment import RandomCropFlip
-from workers.training.config_checks import DATASETS, training_examples
+from workers.training.config_checks import training_examples
+from workers.training.dataset_kinds import DATASETS
 from workers.training.data import load_dataset
 
 BASE = {"root": None, "test_fraction": 0.2, "split_seed": 0, "subsample": None, "augment": False}
@@ -228,3 +230,8 @@ def test_what_is_known_before_loading_is_what_loads(name: str, test_fraction: fl
     splits = load_dataset(cfg)
     assert splits.input_shape == DATASETS[name].input_shape
     assert len(splits.train_targets) == training_examples(cfg)
+
+
+def test_every_dataset_option_has_one_registry_entry_and_its_loader_resolves() -> None:
+    assert group_options("dataset") == set(DATASETS)
+    assert all(resolves(kind.loader) for kind in DATASETS.values())

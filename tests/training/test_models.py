@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from config_groups import group_options, resolves
 from workers.training.models import build_model
 
 VGG16 = {"name": "vgg16", "depth": 16, "width_factor": 1.0, "classifier_hidden": [512, 512], "dropout": 0.5}
@@ -104,17 +105,7 @@ def test_bad_model_settings_are_refused(cfg: dict, shape: tuple, message: str) -
 
 
 def test_every_model_option_has_one_registry_entry_and_its_builder_resolves() -> None:
-    """The YAML options, the registry and the builders name the same models."""
-    import importlib
-
-    import yaml
-
-    from orchestrator.settings import CONF_DIR
     from workers.training.model_kinds import MODELS
 
-    options = {yaml.safe_load(path.read_text()).get("name", path.stem) for path in (CONF_DIR / "model").glob("*.yaml")
-               if not path.name.startswith("_")}
-    assert options == set(MODELS)
-    for name, kind in MODELS.items():
-        module, function = kind.builder.split(":")
-        assert callable(getattr(importlib.import_module(module), function)), name
+    assert group_options("model") == set(MODELS)
+    assert all(resolves(kind.builder) for kind in MODELS.values())

@@ -5,12 +5,11 @@ from __future__ import annotations
 import copy
 
 import pytest
-import yaml
 import torch
 from torch import nn
 
+from config_groups import group_options
 from workers.training.adamx import PartiallyAdaptiveAdamW
-from orchestrator.settings import CONF_DIR
 from workers.training.optimizers import OPTIMIZERS, build_optimizer, l2_coefficient
 from workers.training.recipe import Recipe
 
@@ -156,9 +155,7 @@ def test_nesterov_is_torch_sgd_with_nesterov_step_for_step(trial_cfg) -> None:
 
 
 def test_every_optimizer_option_has_one_registry_entry() -> None:
-    options = {yaml.safe_load(path.read_text()).get("name", path.stem) for path in (CONF_DIR / "optimizer").glob("*.yaml")
-               if not path.name.startswith("_")}
-    assert options == set(OPTIMIZERS)
+    assert group_options("optimizer") == set(OPTIMIZERS)
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))

@@ -7,52 +7,12 @@ Pure Python, no torch: the builders call these inside a worker, and the control 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from workers.training.dataset_kinds import DATASETS, check_dataset
 from workers.training.model_kinds import IMAGE_MODELS, check_model
 from workers.training.optimizers import check_optimizer
 from workers.training.rules import Rule, apply_rules, require_known
-
-FILE_DATASETS = ("mnist", "cifar10", "cifar100")
-# What ``dataset.root`` must hold for each dataset read from disk, and where to get it.
-DATASET_FILES = {
-    "mnist": "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte "
-             "(each optionally .gz)",
-    "cifar10": "cifar-10-batches-py/ (data_batch_1 ... data_batch_5, test_batch)",
-    "cifar100": "cifar-100-python/ (train, test)",
-}
-DATASET_SOURCES = {
-    "mnist": "http://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)",
-    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract it)",
-    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz (extract it)",
-}
-
-
-@dataclass(frozen=True)
-class DatasetFacts:
-    """What a dataset gives, known without loading it (the loaders in ``data.py`` are tested to agree)."""
-
-    # One example's shape: (features,) for flat vectors, (channels, height, width) for images.
-    input_shape: tuple[int, ...]
-    # Training examples of the official split; for the packaged datasets, all examples before the test split.
-    examples: int
-    # True when the dataset has its own test split; otherwise ``dataset.test_fraction`` is held out.
-    official_split: bool
-
-    @property
-    def is_image(self) -> bool:
-        return len(self.input_shape) == 3
-
-
-DATASETS: dict[str, DatasetFacts] = {
-    "mnist5k": DatasetFacts((784,), 5000, official_split=False),
-    "digits": DatasetFacts((64,), 1797, official_split=False),
-    "mnist": DatasetFacts((1, 28, 28), 60000, official_split=True),
-    "cifar10": DatasetFacts((3, 32, 32), 50000, official_split=True),
-    "cifar100": DatasetFacts((3, 32, 32), 50000, official_split=True),
-}
-AUGMENTED_DATASETS = ("cifar10", "cifar100")
 
 _RATIO = (lambda v: 0 < v <= 1, "a number in (0, 1]")
 SCHEDULE_RULES: dict[str, tuple[Rule, ...]] = {
@@ -61,22 +21,6 @@ SCHEDULE_RULES: dict[str, tuple[Rule, ...]] = {
     "ia_linear": (("avg_ratio", *_RATIO),),
     "paper": (("final_ratio", *_RATIO), ("avg_ratio", *_RATIO)),
 }
-
-
-def check_dataset(cfg: Mapping) -> None:
-    name = cfg["name"]
-    require_known("dataset", name, DATASETS)
-    if name in FILE_DATASETS and not cfg.get("root"):
-        raise ValueError(
-            f"dataset.root=null: dataset={name} needs dataset.root=DIR, a directory holding {DATASET_FILES[name]}; "
-            f"get them from {DATASET_SOURCES[name]}"
-        )
-    if cfg.get("augment") and name not in AUGMENTED_DATASETS:
-        allowed = " and ".join(AUGMENTED_DATASETS)
-        raise ValueError(f"dataset.augment=true: crops and flips are for {allowed} only, not {name}")
-    subsample = cfg.get("subsample")
-    if subsample is not None and subsample < 1:
-        raise ValueError(f"dataset.subsample={subsample}: must be null or an integer >= 1")
 
 
 def check_schedule(cfg: Mapping) -> None:

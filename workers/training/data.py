@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import importlib
 import json
 import os
 import pickle
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from workers.training.augment import RandomCropFlip
-from workers.training.config_checks import DATASET_FILES, DATASET_SOURCES, DATASETS, check_dataset
+from workers.training.dataset_kinds import DATASETS, check_dataset
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -68,11 +69,11 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1] / 255.0, table[:, -1].astype(np.int64)
 
 
-def _load_mnist5k(cfg: Mapping) -> DatasetSplits:
+def load_mnist5k(cfg: Mapping) -> DatasetSplits:
     return _standardised_splits(*_mnist5k_arrays(), cfg, DATASETS["mnist5k"].input_shape)
 
 
-def _load_digits(cfg: Mapping) -> DatasetSplits:
+def load_digits(cfg: Mapping) -> DatasetSplits:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -113,7 +114,7 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 def _missing(name: str, directory: Path, what: str) -> ValueError:
     where = f"{directory}" if directory.is_dir() else f"{directory} (no such directory)"
     return ValueError(
-        f"dataset={name}: expected {DATASET_FILES[name]} in {where}, {what}; get them from {DATASET_SOURCES[name]}"
+        f"dataset={name}: expected {DATASETS[name].files} in {where}, {what}; get them from {DATASETS[name].source}"
     )
 
 
@@ -127,7 +128,7 @@ def _find_mnist_files(root: Path) -> list[Path]:
     return found
 
 
-def _load_mnist(cfg: Mapping) -> DatasetSplits:
+def load_mnist(cfg: Mapping) -> DatasetSplits:
     train_x, train_y, test_x, test_y = _find_mnist_files(_root(cfg))
     images = [_read_idx(train_x, 3), _read_idx(test_x, 3)]
     labels = [_read_idx(train_y, 1), _read_idx(test_y, 1)]
@@ -237,13 +238,12 @@ def _subsample(splits: DatasetSplits, size: Optional[int], seed: int) -> Dataset
     )
 
 
-LOADERS: dict[str, Callable[[Mapping], DatasetSplits]] = {
-    "mnist5k": _load_mnist5k,
-    "digits": _load_digits,
-    "mnist": _load_mnist,
-    "cifar10": lambda cfg: _load_cifar("cifar10", cfg),
-    "cifar100": lambda cfg: _load_cifar("cifar100", cfg),
-}
+def load_cifar10(cfg: Mapping) -> DatasetSplits:
+    return _load_cifar("cifar10", cfg)
+
+
+def load_cifar100(cfg: Mapping) -> DatasetSplits:
+    return _load_cifar("cifar100", cfg)
 
 
 def load_dataset(cfg: Mapping) -> DatasetSplits:
@@ -259,4 +259,6 @@ def load_dataset(cfg: Mapping) -> DatasetSplits:
 @functools.lru_cache(maxsize=1)
 def _load_keyed(key: str) -> DatasetSplits:
     cfg = json.loads(key)
-    return _subsample(LOADERS[cfg["name"]](cfg), cfg.get("subsample"), int(cfg["split_seed"]))
+    module, function = DATASETS[cfg["name"]].loader.split(":")
+    splits = getattr(importlib.import_module(module), function)(cfg)
+    return _subsample(splits, cfg.get("subsample"), int(cfg["split_seed"]))
