@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from workers.training.recipe import Recipe
-from workers.training.schedules import build_schedule
+from config_groups import group_options
+from workers.training.schedules import SCHEDULES, build_schedule
 
 A0 = 0.1
 
@@ -92,3 +93,7 @@ def test_recipe_applies_the_schedule_to_every_group_with_0_based_epochs(trial_cf
     assert recipe.set_epoch(0) == pytest.approx(0.1)
     assert recipe.set_epoch(14) == pytest.approx(0.075)
     assert [g["lr"] for g in recipe.optimizer.param_groups] == pytest.approx([0.075, 0.075])
+
+
+def test_every_schedule_option_has_one_registry_entry() -> None:
+    assert group_options("schedule") == set(SCHEDULES)

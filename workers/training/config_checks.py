@@ -1,7 +1,9 @@
-"""Range checks of the training groups (model, dataset, optimizer, schedule) that a type cannot express.
+"""The checks of a whole trial's training groups: each group's own rules, and how the groups fit together.
 
-Pure Python, no torch: the builders call these inside a worker, and the control plane may call
-:func:`check_training_config` on every grid point before anything is launched. Each check raises a one-line
+Each group's own rules live with its registry entry (``model_kinds``, ``dataset_kinds``, ``optimizers``,
+``schedules``); this module adds what spans groups (averaging within the epoch budget, an image model on image data,
+the examples a trial sees). Pure Python, no torch: the builders call these inside a worker, and the control plane
+calls :func:`check_training_config` on every grid point before anything is launched. Each check raises a one-line
 ``ValueError`` naming the key, its value and what is allowed.
 """
 
@@ -12,20 +14,7 @@ from typing import Mapping, Optional
 from workers.training.dataset_kinds import DATASETS, check_dataset
 from workers.training.model_kinds import IMAGE_MODELS, check_model
 from workers.training.optimizers import check_optimizer
-from workers.training.rules import Rule, apply_rules, require_known
-
-_RATIO = (lambda v: 0 < v <= 1, "a number in (0, 1]")
-SCHEDULE_RULES: dict[str, tuple[Rule, ...]] = {
-    "constant": (),
-    "swa_linear": (("final_ratio", *_RATIO),),
-    "ia_linear": (("avg_ratio", *_RATIO),),
-    "paper": (("final_ratio", *_RATIO), ("avg_ratio", *_RATIO)),
-}
-
-
-def check_schedule(cfg: Mapping) -> None:
-    require_known("schedule", cfg["name"], SCHEDULE_RULES)
-    apply_rules("schedule", cfg, SCHEDULE_RULES[cfg["name"]])
+from workers.training.schedules import SCHEDULES, check_schedule
 
 
 def averaging_start_epoch(optimizer_cfg: Mapping, total_epochs: int) -> Optional[int]:
@@ -47,7 +36,7 @@ def check_recipe_config(cfg: Mapping) -> None:
         raise ValueError(
             f"optimizer.averaging.start_epoch={start}: must be below trainer.epochs={epochs}, or averaging never starts"
         )
-    if cfg["schedule"]["name"] == "ia_linear" and start is None:
+    if SCHEDULES[cfg["schedule"]["name"]].needs_averaging and start is None:
         raise ValueError(
             f"schedule=ia_linear needs iterate averaging, which optimizer={cfg['optimizer']['name']} has off; "
             "use optimizer=gadam, gadamx or swa, or schedule=swa_linear"

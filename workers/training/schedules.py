@@ -16,9 +16,10 @@ t/T = 0.9 (the epoch with index 270) and stays there through the last epoch (ind
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
-from workers.training.config_checks import check_schedule
+from workers.training.rules import Rule, apply_rules, require_known
 
 Schedule = Callable[[int], float]
 
@@ -62,12 +63,28 @@ def _paper(cfg: Mapping, lr0: float, total_epochs: int, avg_start_epoch: Optiona
     return _ia_linear(cfg, lr0, total_epochs, avg_start_epoch)
 
 
-BUILDERS: dict[str, Callable[[Mapping, float, int, Optional[int]], Schedule]] = {
-    "constant": _constant,
-    "swa_linear": _swa_linear,
-    "ia_linear": _ia_linear,
-    "paper": _paper,
+@dataclass(frozen=True)
+class ScheduleKind:
+    """Everything about one ``schedule=`` option besides its YAML in ``orchestrator/conf/schedule/``."""
+
+    build: Callable[[Mapping, float, int, Optional[int]], Schedule]
+    rules: tuple[Rule, ...]
+    # Its horizon is T_avg, the epoch iterate averaging starts: an optimizer without averaging cannot use it.
+    needs_averaging: bool = False
+
+
+_RATIO = (lambda v: 0 < v <= 1, "a number in (0, 1]")
+SCHEDULES: dict[str, ScheduleKind] = {
+    "constant": ScheduleKind(_constant, ()),
+    "swa_linear": ScheduleKind(_swa_linear, (("final_ratio", *_RATIO),)),
+    "ia_linear": ScheduleKind(_ia_linear, (("avg_ratio", *_RATIO),), needs_averaging=True),
+    "paper": ScheduleKind(_paper, (("final_ratio", *_RATIO), ("avg_ratio", *_RATIO))),
 }
+
+
+def check_schedule(cfg: Mapping) -> None:
+    require_known("schedule", cfg["name"], SCHEDULES)
+    apply_rules("schedule", cfg, SCHEDULES[cfg["name"]].rules)
 
 
 def build_schedule(cfg: Mapping, lr0: float, total_epochs: int, *, avg_start_epoch: Optional[int] = None) -> Schedule:
@@ -76,4 +93,4 @@ def build_schedule(cfg: Mapping, lr0: float, total_epochs: int, *, avg_start_epo
     ``avg_start_epoch`` is T_avg when the optimizer averages iterates (the Recipe passes it), else None.
     """
     check_schedule(cfg)
-    return BUILDERS[cfg["name"]](cfg, lr0, total_epochs, avg_start_epoch)
+    return SCHEDULES[cfg["name"]].build(cfg, lr0, total_epochs, avg_start_epoch)
