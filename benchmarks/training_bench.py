@@ -121,7 +121,7 @@ def main() -> None:
     ratios = [
         bench("mlp 784-100-10, mnist5k (4000), batch 128", {"name": "mlp", "hidden_sizes": [100], "activation": "relu"},
               mnist5k, 128, args.mlp_reps),
-        bench(f"preresnet depth 20, cifar-shaped ({args.cnn_samples}), batch 128", {"name": "preresnet164", "depth": 20},
+        bench(f"preresnet depth 20, cifar-shaped ({args.cnn_samples}), batch 128", {"name": "preresnet", "depth": 20},
               synthetic_cifar(args.cnn_samples), 128, args.reps),
     ]
     verdict = "ok" if max(ratios) <= 1.05 else "ABOVE TARGET"

@@ -30,7 +30,7 @@ class MLPConfig(ModelConfig):
 
 @dataclass
 class VGGConfig(ModelConfig):
-    name: str = "vgg16"
+    name: str = "vgg"
     # The convolutional stack of VGG-11, -13, -16 or -19 (configurations A, B, D, E), BatchNorm after each conv.
     depth: int = 16
     # Multiplies every convolution's channel count (0.125 with depth 11 trains on a CPU).
@@ -42,14 +42,14 @@ class VGGConfig(ModelConfig):
 
 @dataclass
 class PreResNetConfig(ModelConfig):
-    name: str = "preresnet164"
+    name: str = "preresnet"
     # 9n+2 with bottleneck blocks: 164 in the paper; 11 or 20 trains on a CPU.
     depth: int = 164
 
 
 @dataclass
 class WideResNetConfig(ModelConfig):
-    name: str = "wideresnet28x10"
+    name: str = "wideresnet"
     # 6n+4: 28 in the paper; 10 or 16 trains on a CPU.
     depth: int = 28
     widen_factor: int = 10
@@ -257,7 +257,7 @@ class Config:
 
 
 _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
-    "model": {"mlp": MLPConfig, "vgg16": VGGConfig, "preresnet164": PreResNetConfig, "wideresnet28x10": WideResNetConfig},
+    "model": {"mlp": MLPConfig, "vgg": VGGConfig, "preresnet": PreResNetConfig, "wideresnet": WideResNetConfig},
     "dataset": {"dataset": DatasetConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "gadamx": AdamXConfig},
     "schedule": {"schedule": ScheduleConfig, "swa_linear": SWALinearConfig, "ia_linear": IALinearConfig,

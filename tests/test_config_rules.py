@@ -90,7 +90,7 @@ def test_retries_match_the_listed_classes_and_their_subclasses() -> None:
 
 @pytest.mark.parametrize("overrides", [
     ["cluster.retry_exceptions=[ConnectionError,urllib.error.URLError]"],
-    ["model=vgg16", "dataset=cifar10", "dataset.root=/data"],
+    ["model=vgg", "dataset=cifar10", "dataset.root=/data"],
     ["spectrum=slq", "trainer.device=cuda:1", "spectrum.num_workers=2", "spectrum.gpus_per_worker=0.5"],
     ["spectrum=slq", "spectrum.num_workers=4"],
     ["trainer.seed=4294967295", "dataset.split_seed=0"],

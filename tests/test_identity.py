@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
+from orchestrator.composition import composer, to_container
 from orchestrator.dotted_keys import flatten
-from orchestrator.identity import changed_keys, identity_config, sweep_id, trial_id
+from orchestrator.identity import MODEL_NAMES_IN_IDS, changed_keys, identity_config, sweep_id, trial_id
 from orchestrator.planning import plan_sweep
 
 
@@ -67,3 +70,18 @@ def test_a_sweep_recorded_with_spectrum_identity_compares_unchanged() -> None:
     changed = copy.deepcopy(base)
     changed["optimizer"]["lr"] = 0.5
     assert [k for k, _, _ in changed_keys(recorded, identity_config(changed))] == ["optimizer.lr"]
+
+
+@pytest.mark.parametrize(("model", "recorded_id"), [
+    (["model=vgg", "model.depth=11"], "14562afc8f7c"),
+    (["model=preresnet"], "b585b1a4119a"),
+    (["model=wideresnet"], "680cbaf1da1a"),
+])
+def test_models_named_by_family_keep_the_ids_of_their_old_names(model: list[str], recorded_id: str) -> None:
+    """The ids that `model=vgg16 model.depth=11`, `model=preresnet164` and `model=wideresnet28x10` had before the
+    models were named by family (computed then, on cifar10): a sweep recorded then resumes as the same trials."""
+    with composer() as compose:
+        config = to_container(compose.point([*model, "dataset=cifar10", "dataset.root=/data"]))
+    assert trial_id(config) == recorded_id
+    assert changed_keys({**config, "model": {**config["model"], "name": MODEL_NAMES_IN_IDS[config["model"]["name"]]}},
+                        config) == []

@@ -14,9 +14,9 @@ from dataset_files import write_cifar
 pytestmark = pytest.mark.slow
 
 CPU_SIZED = {
-    "vgg16": ["model.depth=11", "model.width_factor=0.125", "model.classifier_hidden=[16]"],
-    "preresnet164": ["model.depth=11"],
-    "wideresnet28x10": ["model.depth=10", "model.widen_factor=1"],
+    "vgg": ["model.depth=11", "model.width_factor=0.125", "model.classifier_hidden=[16]"],
+    "preresnet": ["model.depth=11"],
+    "wideresnet": ["model.depth=10", "model.widen_factor=1"],
 }
 
 

@@ -76,7 +76,7 @@ def test_home_protocols_are_those_of_the_settings_a_run_was_created_with() -> No
 def test_checkpointed_average_equals_the_one_rebuilt_from_an_older_checkpoint() -> None:
     # A BatchNorm network: the average needs its own statistics.
     [trial] = plan_sweep(["dataset=cifar10", "dataset.root=/data", "spectrum=slq", "optimizer=gadam",
-                          "trainer.epochs=2", "optimizer.averaging.start_epoch=1", "model=vgg16", "model.depth=11",
+                          "trainer.epochs=2", "optimizer.averaging.start_epoch=1", "model=vgg", "model.depth=11",
                           "model.width_factor=0.125"], multirun=False).trials
     config = copy.deepcopy(trial.config)
     torch.manual_seed(0)

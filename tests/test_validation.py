@@ -12,7 +12,7 @@ no experiment, no run; the local store is never created):
 | `optimizer.lr=fast`, `trainer.epochs=two` | not a number (Hydra's own message) |
 | `trainer.epochs=0` | must be >= 1 |
 | `trainer.device=tpu` | not auto, cpu, cuda, cuda:N or mps |
-| `model=vgg16` (default `dataset=mnist5k`), `model=wideresnet28x10 dataset=digits` | image model, flat data |
+| `model=vgg` (default `dataset=mnist5k`), `model=wideresnet dataset=digits` | image model, flat data |
 | `trainer.seed=-1`, `trainer.seed=4294967296`, `dataset.split_seed=-3`, `spectrum.seed=4294967296` | numpy seeds |
 | `spectrum=slq trainer.device=mps` | the spectrum job computes on auto, cpu or cuda only |
 | `spectrum=slq spectrum.num_workers=2 trainer.device=cuda:1` (no GPUs per worker) | sharded spectrum: device |
@@ -61,9 +61,9 @@ BAD_INPUTS = [
     (["trainer.epochs=0"], "trainer.epochs=0: must be an integer >= 1"),
     (["trainer.epochs=two"], "trainer.epochs=two: Value 'two' of type 'str' could not be converted to Integer"),
     (["trainer.device=tpu"], "trainer.device=tpu: must be auto, cpu, cuda, cuda:N or mps"),
-    (["model=vgg16"], "model=vgg16: needs image inputs (channels, height, width), but dataset=mnist5k gives flat "
+    (["model=vgg"], "model=vgg: needs image inputs (channels, height, width), but dataset=mnist5k gives flat "
                       "vectors of 784 values; allowed: an image dataset (mnist, cifar10, cifar100), or model=mlp"),
-    (["model=wideresnet28x10", "dataset=digits"], "model=wideresnet28x10: needs image inputs"),
+    (["model=wideresnet", "dataset=digits"], "model=wideresnet: needs image inputs"),
     (["trainer.seed=-1"], f"trainer.seed=-1: must be an integer in [0, {SEED_MAX}] (what numpy accepts as a seed)"),
     (["trainer.seed=4294967296"], f"trainer.seed=4294967296: must be an integer in [0, {SEED_MAX}]"),
     (["dataset.split_seed=-3"], f"dataset.split_seed=-3: must be an integer in [0, {SEED_MAX}]"),

@@ -9,9 +9,9 @@ from torch import nn
 from config_groups import group_options, resolves
 from workers.training.models import build_model
 
-VGG16 = {"name": "vgg16", "depth": 16, "width_factor": 1.0, "classifier_hidden": [512, 512], "dropout": 0.5}
-PRERESNET164 = {"name": "preresnet164", "depth": 164}
-WRN28X10 = {"name": "wideresnet28x10", "depth": 28, "widen_factor": 10, "dropout": 0.0}
+VGG16 = {"name": "vgg", "depth": 16, "width_factor": 1.0, "classifier_hidden": [512, 512], "dropout": 0.5}
+PRERESNET164 = {"name": "preresnet", "depth": 164}
+WRN28X10 = {"name": "wideresnet", "depth": 28, "widen_factor": 10, "dropout": 0.0}
 
 
 def _count(cfg: dict, num_classes: int = 100) -> int:
@@ -61,9 +61,9 @@ def test_layer_structure_of_the_full_size_models() -> None:
     "cfg",
     [
         {**VGG16, "depth": 11, "width_factor": 0.125, "classifier_hidden": [32]},
-        {"name": "preresnet164", "depth": 11},
-        {"name": "preresnet164", "depth": 20},
-        {"name": "wideresnet28x10", "depth": 10, "widen_factor": 1, "dropout": 0.3},
+        {"name": "preresnet", "depth": 11},
+        {"name": "preresnet", "depth": 20},
+        {"name": "wideresnet", "depth": 10, "widen_factor": 1, "dropout": 0.3},
     ],
 )
 def test_cpu_sized_variants_train(cfg: dict) -> None:
@@ -91,8 +91,8 @@ def test_mlp_flattens_any_input_shape() -> None:
 @pytest.mark.parametrize(
     ("cfg", "shape", "message"),
     [
-        (PRERESNET164, (64,), r"model=preresnet164 needs image inputs \(channels, height, width\); the dataset gives \(64,\)"),
-        ({"name": "preresnet164", "depth": 21}, (3, 32, 32), r"model.depth=21: must be 9n\+2"),
+        (PRERESNET164, (64,), r"model=preresnet needs image inputs \(channels, height, width\); the dataset gives \(64,\)"),
+        ({"name": "preresnet", "depth": 21}, (3, 32, 32), r"model.depth=21: must be 9n\+2"),
         ({**WRN28X10, "depth": 27}, (3, 32, 32), r"model.depth=27: must be 6n\+4"),
         ({**VGG16, "depth": 15}, (3, 32, 32), "model.depth=15: must be 11, 13, 16 or 19"),
         (VGG16, (1, 16, 16), "16x16 images are too small"),

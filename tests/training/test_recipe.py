@@ -51,7 +51,7 @@ def _checkpoint(model, recipe, generator) -> bytes:
     ],
 )
 def test_state_dict_round_trip_resumes_identically(trial_cfg, epoch_runner, overrides: list[str]) -> None:
-    cfg = trial_cfg("model=preresnet164", "model.depth=11", "schedule=paper", f"trainer.epochs={EPOCHS}",
+    cfg = trial_cfg("model=preresnet", "model.depth=11", "schedule=paper", f"trainer.epochs={EPOCHS}",
                     f"trainer.batch_size={BATCH}", *overrides)
     x, _ = _data()
 

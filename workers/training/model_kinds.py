@@ -32,16 +32,16 @@ MODELS: dict[str, ModelKind] = {
         ("hidden_sizes", *_POSITIVE_INTS),
         ("activation", lambda v: v in ("relu", "tanh", "gelu"), "relu, tanh or gelu"),
     ), needs_images=False),
-    "vgg16": ModelKind("workers.training.models.vgg:build_vgg", (
+    "vgg": ModelKind("workers.training.models.vgg:build_vgg", (
         ("depth", lambda v: v in VGG_DEPTHS, "11, 13, 16 or 19"),
         ("width_factor", lambda v: v > 0, "a number > 0"),
         ("classifier_hidden", *_POSITIVE_INTS),
         _DROPOUT,
     ), needs_images=True),
-    "preresnet164": ModelKind("workers.training.models.preresnet:build_preresnet", (
+    "preresnet": ModelKind("workers.training.models.preresnet:build_preresnet", (
         ("depth", lambda v: v >= 11 and (v - 2) % 9 == 0, "9n+2 with n >= 1 (11, 20, ..., 164)"),
     ), needs_images=True),
-    "wideresnet28x10": ModelKind("workers.training.models.wide_resnet:build_wide_resnet", (
+    "wideresnet": ModelKind("workers.training.models.wide_resnet:build_wide_resnet", (
         ("depth", lambda v: v >= 10 and (v - 4) % 6 == 0, "6n+4 with n >= 1 (10, 16, 22, 28, ...)"),
         ("widen_factor", lambda v: v >= 1, "an integer >= 1"),
         _DROPOUT,

@@ -71,7 +71,7 @@ def build_vgg(cfg: Mapping, input_shape: tuple[int, ...], num_classes: int) -> n
     pools = stack.count(POOL)
     if height >> pools == 0 or width >> pools == 0:
         raise ValueError(
-            f"model=vgg16 halves the input {pools} times: {height}x{width} images are too small (need >= {1 << pools})"
+            f"model=vgg halves the input {pools} times: {height}x{width} images are too small (need >= {1 << pools})"
         )
     features, out_channels = _features(stack, channels, float(cfg["width_factor"]))
     flat = out_channels * (height >> pools) * (width >> pools)
