@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Iterator
 
 
-def run_sweep_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_sweep_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
+                  timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """The `sweep` console script in a subprocess, as a user runs it."""
     return subprocess.run(
         [str(Path(sys.executable).with_name("sweep")), *args], cwd=cwd, capture_output=True, text=True,

@@ -29,7 +29,6 @@ from workers.vocabulary import (ATTEMPT_TAG, CHECKPOINT_EPOCH_TAG, EPOCH_TAG, ER
 T = TypeVar("T")
 
 
-
 class RunLogger:
     """Every call is retried through a tracking-server outage of up to ``outage_timeout`` seconds."""
 
@@ -73,8 +72,9 @@ class RunLogger:
                 self._call(lambda: self.client.delete_tag(self.run_id, ERROR_TAG), "clearing the error")
         self._call(lambda: set_run_status(self.client, self.run_id, RunStatus.RUNNING), "starting")
         node = where_am_i()
-        tags = [RunTag(ATTEMPT_TAG, str(attempts)), RunTag(WORKER_PID_TAG, str(os.getpid())), RunTag(NODE_TAG, node.address),
-                RunTag(NODE_ID_TAG, node.node_id), RunTag(HEARTBEAT_INTERVAL_TAG, f"{self.heartbeat_interval:g}"),
+        tags = [RunTag(ATTEMPT_TAG, str(attempts)), RunTag(WORKER_PID_TAG, str(os.getpid())),
+                RunTag(NODE_TAG, node.address), RunTag(NODE_ID_TAG, node.node_id),
+                RunTag(HEARTBEAT_INTERVAL_TAG, f"{self.heartbeat_interval:g}"),
                 RunTag(HEARTBEAT_TAG, f"{time.time():.3f}")]
         self._call(lambda: self.client.log_batch(self.run_id, tags=tags), "starting")
 
