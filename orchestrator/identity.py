@@ -7,6 +7,7 @@ import json
 from typing import Any, Mapping, Sequence
 
 from orchestrator.dotted_keys import dotted
+from workers.training.model_kinds import FORMER_NAMES
 
 # Top-level groups that say where or how to run, never what is computed.
 WHERE_TO_RUN_GROUPS = ("cluster", "tracking", "sweep", "hydra")
@@ -19,9 +20,6 @@ AFTER_TRAINING_GROUPS = ("spectrum",)
 SPECTRUM_PLACEHOLDER = {"enabled": False, "at_epochs": [], "operator": "hessian", "steps": 80, "num_vectors": 5,
                         "seed": 0, "distribution": "rademacher", "bn_mode": "eval", "dtype": "float32",
                         "max_samples": None, "batch_size": 1024}
-# The models were named by what they build by default (`model=vgg16 model.depth=11` built a VGG-11) until they were
-# named by family; an id hashes the old name, so that every trial and sweep id computed before keeps its value.
-MODEL_NAMES_IN_IDS = {"vgg": "vgg16", "preresnet": "preresnet164", "wideresnet": "wideresnet28x10"}
 # Keys inside otherwise computational groups that only place work.
 WHERE_TO_RUN_KEYS = {
     # A path on this machine; the same files elsewhere are the same dataset.
@@ -39,8 +37,9 @@ def identity_config(config: Mapping[str, Any]) -> dict[str, Any]:
         if group in kept:
             kept[group] = {k: v for k, v in kept[group].items() if k not in keys}
     model = kept.get("model")
-    if isinstance(model, Mapping) and model.get("name") in MODEL_NAMES_IN_IDS:
-        kept["model"] = {**model, "name": MODEL_NAMES_IN_IDS[model["name"]]}
+    if isinstance(model, Mapping) and model.get("name") in FORMER_NAMES:
+        # Ids hash a model family's former name, so that every trial and sweep id computed before keeps its value.
+        kept["model"] = {**model, "name": FORMER_NAMES[model["name"]]}
     return kept
 
 

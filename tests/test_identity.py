@@ -8,7 +8,8 @@ import pytest
 
 from orchestrator.composition import composer, to_container
 from orchestrator.dotted_keys import flatten
-from orchestrator.identity import MODEL_NAMES_IN_IDS, changed_keys, identity_config, sweep_id, trial_id
+from orchestrator.identity import changed_keys, identity_config, sweep_id, trial_id
+from workers.training.model_kinds import FORMER_NAMES
 from orchestrator.planning import plan_sweep
 
 
@@ -72,16 +73,20 @@ def test_a_sweep_recorded_with_spectrum_identity_compares_unchanged() -> None:
     assert [k for k, _, _ in changed_keys(recorded, identity_config(changed))] == ["optimizer.lr"]
 
 
-@pytest.mark.parametrize(("model", "recorded_id"), [
-    (["model=vgg", "model.depth=11"], "14562afc8f7c"),
-    (["model=preresnet"], "b585b1a4119a"),
-    (["model=wideresnet"], "680cbaf1da1a"),
+@pytest.mark.parametrize(("family", "former", "recorded_id"), [
+    (["model=vgg", "model.depth=11"], ["model=vgg16", "model.depth=11"], "14562afc8f7c"),
+    (["model=preresnet"], ["model=preresnet164"], "b585b1a4119a"),
+    (["model=wideresnet"], ["model=wideresnet28x10"], "680cbaf1da1a"),
 ])
-def test_models_named_by_family_keep_the_ids_of_their_old_names(model: list[str], recorded_id: str) -> None:
-    """The ids that `model=vgg16 model.depth=11`, `model=preresnet164` and `model=wideresnet28x10` had before the
-    models were named by family (computed then, on cifar10): a sweep recorded then resumes as the same trials."""
-    with composer() as compose:
-        config = to_container(compose.point([*model, "dataset=cifar10", "dataset.root=/data"]))
-    assert trial_id(config) == recorded_id
-    assert changed_keys({**config, "model": {**config["model"], "name": MODEL_NAMES_IN_IDS[config["model"]["name"]]}},
-                        config) == []
+def test_models_named_by_family_keep_the_ids_of_their_former_names(family: list[str], former: list[str],
+                                                                   recorded_id: str) -> None:
+    """The ids that the former names had before models were named by family (computed then, on cifar10): a sweep
+    recorded then replays its former `model=` argument (an alias now) and resumes as the same trials."""
+    configs = []
+    for overrides in (family, former):
+        with composer() as compose:
+            configs.append(to_container(compose.point([*overrides, "dataset=cifar10", "dataset.root=/data"])))
+    assert [trial_id(config) for config in configs] == [recorded_id, recorded_id]
+    now = configs[0]
+    recorded = {**now, "model": {**now["model"], "name": FORMER_NAMES[now["model"]["name"]]}}
+    assert changed_keys(recorded, now) == [], "a base config recorded with the former name is unchanged"

@@ -109,3 +109,11 @@ def test_every_model_option_has_one_registry_entry_and_its_builder_resolves() ->
 
     assert group_options("model") == set(MODELS)
     assert all(resolves(kind.builder) for kind in MODELS.values())
+
+
+def test_a_config_recorded_with_a_former_model_name_still_builds() -> None:
+    """Runs recorded before models were named by family keep `model.name: vgg16` in their stored config, which
+    `sweep spectrum` rebuilds the model from."""
+    former = build_model({**VGG16, "name": "vgg16", "width_factor": 0.125, "classifier_hidden": []}, (3, 32, 32), 10)
+    family = build_model({**VGG16, "width_factor": 0.125, "classifier_hidden": []}, (3, 32, 32), 10)
+    assert [p.shape for p in former.parameters()] == [p.shape for p in family.parameters()]

@@ -47,9 +47,19 @@ MODELS: dict[str, ModelKind] = {
         _DROPOUT,
     ), needs_images=True),
 }
-IMAGE_MODELS = tuple(name for name, kind in MODELS.items() if kind.needs_images)
+# Each family's former name: `model=` named what it built by default (`model=vgg16 model.depth=11` built a VGG-11)
+# until models were named by family. Configs and sweeps recorded then carry the former name: they still compose (an
+# alias YAML each), still build, and trial ids keep hashing the former name (orchestrator/identity.py).
+FORMER_NAMES = {"vgg": "vgg16", "preresnet": "preresnet164", "wideresnet": "wideresnet28x10"}
+_BY_FORMER_NAME = {former: name for name, former in FORMER_NAMES.items()}
+
+
+def model_name(name: str) -> str:
+    """The registry's name of a model, for a name recorded before models were named by family too."""
+    return _BY_FORMER_NAME.get(name, name)
 
 
 def check_model(cfg: Mapping) -> None:
-    require_known("model", cfg["name"], MODELS)
-    apply_rules("model", cfg, MODELS[cfg["name"]].rules)
+    name = model_name(cfg["name"])
+    require_known("model", name, MODELS)
+    apply_rules("model", cfg, MODELS[name].rules)

@@ -10,12 +10,12 @@ from typing import Mapping
 
 from torch import nn
 
-from workers.training.model_kinds import MODELS, check_model
+from workers.training.model_kinds import MODELS, check_model, model_name
 
 
 def build_model(cfg: Mapping, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     check_model(cfg)
-    kind = MODELS[cfg["name"]]
+    kind = MODELS[model_name(cfg["name"])]
     if kind.needs_images and len(input_shape) != 3:
         raise ValueError(
             f"model={cfg['name']} needs image inputs (channels, height, width); the dataset gives {tuple(input_shape)}"
