@@ -1,0 +1,87 @@
+"""`sweep status` of a large sweep: one read of MLflow and one table, as the sweep grows (goal: under 10 s at 10,000).
+
+Records a sweep of 1,000 trial runs (the baseline), then one of ``--runs`` (10,000 by default), in a fresh SQLite
+store, through the sweep's own writer (``SweepTracker.open_trial_run``: tags, params, the config artifact), each then
+ended FINISHED with an epoch and final metrics, as a finished trial leaves it. The trials are not trained: what is
+measured is the reading. For each size it times the read alone (in process) and the whole `sweep status SWEEP`
+command (a new process: interpreter start, imports, the read, the table), and prints the per-run ratio of the large
+sweep to the baseline (1.0: the command grows linearly).
+
+    python benchmarks/status_bench.py [--runs 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, RunTag
+
+from orchestrator.planning import plan_sweep
+from orchestrator.tracking import SweepRecord, SweepTracker
+from workers.run_status import set_run_status
+from workers.tracking_endpoint import TrackingEndpoint
+from workers.vocabulary import EPOCH_TAG, RunStatus
+
+BASELINE = 1000
+EXPERIMENT = "status-bench"
+
+
+def record_sweep(uri: str, sweep_id: str, runs: int) -> None:
+    """``runs`` finished trial runs of one sweep, written as `sweep run` writes them (one trial's config for all)."""
+    tracker = SweepTracker(TrackingEndpoint(uri), EXPERIMENT)
+    config = plan_sweep(["dataset=digits", "model.hidden_sizes=[16]", "trainer.epochs=1"], multirun=False).trials[0].config
+    parent = tracker.ensure_parent(sweep_id, SweepRecord(("dataset=digits",), True, ("trainer.seed",), {}))
+    now = int(time.time() * 1000)
+    for seed in range(runs):
+        run_id = tracker.create_trial_run(parent, sweep_id, f"{sweep_id}-{seed:05d}", (f"trainer.seed={seed}",),
+                                          {**config, "trainer": {**config["trainer"], "seed": seed}})
+        tracker.client.log_batch(run_id, metrics=[Metric("test_acc", 0.9, now, 1), Metric("train_loss", 0.3, now, 1)],
+                                 tags=[RunTag(EPOCH_TAG, "1")])
+        set_run_status(tracker.client, run_id, RunStatus.FINISHED)
+    set_run_status(tracker.client, parent, RunStatus.FINISHED)
+
+
+def time_status(uri: str, sweep_id: str, runs: int) -> tuple[float, float]:
+    """Seconds for the read alone and for the whole command."""
+    start = time.perf_counter()
+    assert len(SweepTracker(TrackingEndpoint(uri), EXPERIMENT).trial_runs(sweep_id)) == runs
+    read_s = time.perf_counter() - start
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    start = time.perf_counter()
+    result = subprocess.run([str(Path(sys.executable).with_name("sweep")), "status", sweep_id,
+                             f"tracking.experiment={EXPERIMENT}"], env=env, capture_output=True, text=True)
+    command_s = time.perf_counter() - start
+    assert result.returncode == 0 and result.stdout.count("finished") == runs, result.stderr[-2000:]
+    return read_s, command_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        os.chdir(directory)  # the SQLite store's artifacts go under ./mlruns
+        uri = f"sqlite:///{directory}/mlflow.db"
+        for runs in (BASELINE, args.runs):
+            sweep_id = f"bench{runs}"
+            start = time.perf_counter()
+            record_sweep(uri, sweep_id, runs)
+            record_s = time.perf_counter() - start
+            rows.append((runs, record_s, *time_status(uri, sweep_id, runs)))
+    print(f"{'runs':>6} {'record s':>9} {'read s':>8} {'status s':>9}  (status goal: < 10 s at 10,000)")
+    for runs, record_s, read_s, command_s in rows:
+        print(f"{runs:>6} {record_s:>9.1f} {read_s:>8.2f} {command_s:>9.2f}")
+    (base, *_, base_command), (large, *_, large_command) = rows
+    print(f"per-run ratio of `sweep status`, {large} against {base} runs: "
+          f"{(large_command / large) / (base_command / base):.2f}")
+
+
+if __name__ == "__main__":
+    main()
