@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-
 import yaml
 
 from orchestrator.settings import CONF_DIR
+from workers.training.references import resolve
 
 
 def group_options(group: str) -> set[str]:
@@ -17,5 +16,4 @@ def group_options(group: str) -> set[str]:
 
 def resolves(reference: str) -> bool:
     """A registry's "module:function" names a callable."""
-    module, function = reference.split(":")
-    return callable(getattr(importlib.import_module(module), function))
+    return callable(resolve(reference))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from workers.training.dataset_kinds import DATASETS, check_dataset
-from workers.training.model_kinds import MODELS, check_model, model_name
+from workers.training.model_kinds import check_model, model_kind
 from workers.training.optimizers import check_optimizer
 from workers.training.schedules import SCHEDULES, check_schedule
 
@@ -54,7 +54,7 @@ def check_model_fits_dataset(model_cfg: Mapping, dataset_cfg: Mapping) -> None:
     """An image model needs a dataset of images."""
     model, dataset = model_cfg["name"], dataset_cfg["name"]
     facts = DATASETS[dataset]
-    if MODELS[model_name(model)].needs_images and not facts.is_image:
+    if model_kind(model).needs_images and not facts.is_image:
         images = ", ".join(name for name, f in DATASETS.items() if f.is_image)
         raise ValueError(
             f"model={model}: needs image inputs (channels, height, width), but dataset={dataset} gives flat vectors "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib
 import json
 import os
 import pickle
@@ -26,6 +25,7 @@ import torch
 
 from workers.training.augment import RandomCropFlip
 from workers.training.dataset_kinds import DATASETS, check_dataset
+from workers.training.references import resolve
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -259,6 +259,4 @@ def load_dataset(cfg: Mapping) -> DatasetSplits:
 @functools.lru_cache(maxsize=1)
 def _load_keyed(key: str) -> DatasetSplits:
     cfg = json.loads(key)
-    module, function = DATASETS[cfg["name"]].loader.split(":")
-    splits = getattr(importlib.import_module(module), function)(cfg)
-    return _subsample(splits, cfg.get("subsample"), int(cfg["split_seed"]))
+    return _subsample(resolve(DATASETS[cfg["name"]].loader)(cfg), cfg.get("subsample"), int(cfg["split_seed"]))

@@ -54,12 +54,12 @@ FORMER_NAMES = {"vgg": "vgg16", "preresnet": "preresnet164", "wideresnet": "wide
 _BY_FORMER_NAME = {former: name for name, former in FORMER_NAMES.items()}
 
 
-def model_name(name: str) -> str:
-    """The registry's name of a model, for a name recorded before models were named by family too."""
-    return _BY_FORMER_NAME.get(name, name)
+def model_kind(name: str) -> ModelKind:
+    """A model's registry entry, for a name recorded before models were named by family too."""
+    name = _BY_FORMER_NAME.get(name, name)
+    require_known("model", name, MODELS)
+    return MODELS[name]
 
 
 def check_model(cfg: Mapping) -> None:
-    name = model_name(cfg["name"])
-    require_known("model", name, MODELS)
-    apply_rules("model", cfg, MODELS[name].rules)
+    apply_rules("model", cfg, model_kind(cfg["name"]).rules)

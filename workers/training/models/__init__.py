@@ -5,20 +5,19 @@ Image models take ``input_shape`` (C, H, W); the MLP flattens whatever shape it 
 
 from __future__ import annotations
 
-import importlib
 from typing import Mapping
 
 from torch import nn
 
-from workers.training.model_kinds import MODELS, check_model, model_name
+from workers.training.model_kinds import check_model, model_kind
+from workers.training.references import resolve
 
 
 def build_model(cfg: Mapping, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     check_model(cfg)
-    kind = MODELS[model_name(cfg["name"])]
+    kind = model_kind(cfg["name"])
     if kind.needs_images and len(input_shape) != 3:
         raise ValueError(
             f"model={cfg['name']} needs image inputs (channels, height, width); the dataset gives {tuple(input_shape)}"
         )
-    module, function = kind.builder.split(":")
-    return getattr(importlib.import_module(module), function)(cfg, tuple(input_shape), num_classes)
+    return resolve(kind.builder)(cfg, tuple(input_shape), num_classes)
