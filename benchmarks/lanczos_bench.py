@@ -192,7 +192,8 @@ def main() -> None:
     ]
     print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
           f"{args.steps} Lanczos steps on one batch of 256, fastest of {args.repeats}")
-    missing = [label for label in PEERS if label not in installed_peers()]
+    installed = installed_peers()
+    missing = [label for label in PEERS if label not in installed]
     if missing:
         print(f"not installed, so no rows: {', '.join(missing)} (see this script's docstring)")
     print(f"{'measurement':<66} {'ours s':>8} {'base s':>8} {'ratio':>7}  target")
