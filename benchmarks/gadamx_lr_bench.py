@@ -23,6 +23,7 @@ from workers.training.data import load_dataset
 from workers.training.loop import evaluate, train_one_epoch
 from workers.training.models import build_model
 from workers.training.recipe import Recipe
+from workers.trial_config import TrialConfig
 
 GRIDS = {
     "sgd": (0.01, 0.03, 0.1),
@@ -32,7 +33,7 @@ GRIDS = {
 }
 
 
-def config(optimizer: str, lr: float, epochs: int) -> dict:
+def config(optimizer: str, lr: float, epochs: int) -> TrialConfig:
     [trial] = plan_sweep([f"optimizer={optimizer}", f"optimizer.lr={lr}", "dataset=mnist5k", "model.hidden_sizes=[100]",
                           f"trainer.epochs={epochs}", "schedule=paper"], multirun=False).trials
     return trial.config
@@ -42,7 +43,7 @@ def step_ratio(splits, steps: int = 50) -> list[float]:
     """|Delta w| of GadamX over Adam's at one learning rate, on the same sequence of gradients (Adam's iterates)."""
     cfg = config("adam", 1e-3, 10)
     torch.manual_seed(0)
-    model = build_model(cfg["model"], splits.input_shape, splits.num_classes)
+    model = build_model(cfg.model, splits.input_shape, splits.num_classes)
     shadow = copy.deepcopy(model)
     adam = Recipe(cfg, model, 40).optimizer
     gadamx = Recipe(config("gadamx", 1e-3, 10), shadow, 40).optimizer
@@ -65,13 +66,13 @@ def step_ratio(splits, steps: int = 50) -> list[float]:
 
 
 def train(cfg: dict, splits) -> float:
-    torch.manual_seed(int(cfg["trainer"]["seed"]))
-    model = build_model(cfg["model"], splits.input_shape, splits.num_classes)
-    batch = int(cfg["trainer"]["batch_size"])
+    torch.manual_seed(cfg.trainer.seed)
+    model = build_model(cfg.model, splits.input_shape, splits.num_classes)
+    batch = cfg.trainer.batch_size
     recipe = Recipe(cfg, model, math.ceil(len(splits.train_targets) / batch))
     generator = torch.Generator().manual_seed(0)
     step = 0
-    for epoch in range(int(cfg["trainer"]["epochs"])):
+    for epoch in range(cfg.trainer.epochs):
         recipe.set_epoch(epoch)
         step += train_one_epoch(model, recipe, splits, epoch, batch, generator, torch.device("cpu"), step).steps
         recipe.after_epoch(epoch)
@@ -85,7 +86,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    splits = load_dataset(config("sgd", 0.1, 1)["dataset"])
+    splits = load_dataset(config("sgd", 0.1, 1).dataset)
     ratios = sorted(step_ratio(splits))
     print(f"|step gadamx| / |step adam| at lr 1e-3, p = 1/8, 50 MLP steps: median {ratios[len(ratios) // 2]:.2e} "
           f"(min {ratios[0]:.2e}, max {ratios[-1]:.2e})")

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from mlflow.entities import Metric, RunTag
@@ -40,7 +41,7 @@ def record_sweep(uri: str, sweep_id: str, runs: int) -> None:
     now = int(time.time() * 1000)
     for seed in range(runs):
         run_id = tracker.create_trial_run(parent, sweep_id, f"{sweep_id}-{seed:05d}", (f"trainer.seed={seed}",),
-                                          {**config, "trainer": {**config["trainer"], "seed": seed}})
+                                          replace(config, trainer=replace(config.trainer, seed=seed)))
         tracker.client.log_batch(run_id, metrics=[Metric("test_acc", 0.9, now, 1), Metric("train_loss", 0.3, now, 1)],
                                  tags=[RunTag(EPOCH_TAG, "1")])
         set_run_status(tracker.client, run_id, RunStatus.FINISHED)

@@ -24,15 +24,17 @@ from workers.training.augment import RandomCropFlip
 from workers.training.data import DatasetSplits, load_dataset
 from workers.training.models import build_model
 from workers.training.recipe import Recipe
+from workers.trial_config import (DatasetConfig, MLPConfig, ModelConfig, PreResNetConfig, SGDConfig, SWALinearConfig,
+                                  TrainerConfig, TrialConfig)
 
 try:
     from workers.training.loop import train_one_epoch
 except ImportError:  # the trainer's loop is not there yet: the same batching, written against its signature
     train_one_epoch = None
 
-SGD = {"name": "sgd", "lr": 0.05, "weight_decay": 1e-4, "momentum": 0.9, "nesterov": False,
-       "averaging": {"enabled": False, "start_epoch": None, "every": "epoch"}}
-SCHEDULE = {"name": "swa_linear", "final_ratio": 0.01}
+SGD = SGDConfig(lr=0.05, weight_decay=1e-4, momentum=0.9)
+SCHEDULE = SWALinearConfig(final_ratio=0.01)
+MNIST5K = DatasetConfig(name="mnist5k")
 
 
 def _stand_in_epoch(model, recipe, splits, epoch, batch_size, generator, device, first_step=0):
@@ -63,14 +65,15 @@ def plain_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torc
         optimizer.step()
 
 
-def bench(label: str, model_cfg: dict, splits: DatasetSplits, batch_size: int, reps: int) -> float:
+def bench(label: str, model_cfg: ModelConfig, splits: DatasetSplits, batch_size: int, reps: int) -> float:
     torch.manual_seed(0)
     ours_model = build_model(model_cfg, splits.input_shape, splits.num_classes)
     plain_model = copy.deepcopy(ours_model)
-    cfg = {"optimizer": SGD, "schedule": SCHEDULE, "trainer": {"epochs": reps + 1, "batch_size": batch_size}}
+    cfg = TrialConfig(model=model_cfg, dataset=MNIST5K, optimizer=SGD, schedule=SCHEDULE,
+                      trainer=TrainerConfig(epochs=reps + 1, batch_size=batch_size))
     recipe = Recipe(cfg, ours_model, -(-len(splits.train_targets) // batch_size))
-    plain_optimizer = torch.optim.SGD(plain_model.parameters(), lr=SGD["lr"], momentum=SGD["momentum"],
-                                      weight_decay=SGD["weight_decay"])
+    plain_optimizer = torch.optim.SGD(plain_model.parameters(), lr=SGD.lr, momentum=SGD.momentum,
+                                      weight_decay=SGD.weight_decay)
     epoch_fn = train_one_epoch or _stand_in_epoch
     ours_generator, plain_generator = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     device = torch.device("cpu")
@@ -116,12 +119,11 @@ def main() -> None:
     source = "workers.training.loop.train_one_epoch" if train_one_epoch else "a stand-in with its signature"
     print(f"torch {torch.__version__}, {args.threads} thread(s), our epoch: {source}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    mnist5k = load_dataset({"name": "mnist5k", "root": None, "test_fraction": 0.2, "split_seed": 0,
-                            "subsample": None, "augment": False})
+    mnist5k = load_dataset(MNIST5K)
     ratios = [
-        bench("mlp 784-100-10, mnist5k (4000), batch 128", {"name": "mlp", "hidden_sizes": [100], "activation": "relu"},
+        bench("mlp 784-100-10, mnist5k (4000), batch 128", MLPConfig(hidden_sizes=[100]),
               mnist5k, 128, args.mlp_reps),
-        bench(f"preresnet depth 20, cifar-shaped ({args.cnn_samples}), batch 128", {"name": "preresnet", "depth": 20},
+        bench(f"preresnet depth 20, cifar-shaped ({args.cnn_samples}), batch 128", PreResNetConfig(depth=20),
               synthetic_cifar(args.cnn_samples), 128, args.reps),
     ]
     verdict = "ok" if max(ratios) <= 1.05 else "ABOVE TARGET"

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from rich.console import Console
 
-from orchestrator.composition import composer, to_container
+from orchestrator.composition import composer, to_trial_config
 from orchestrator.errors import UserError
 from orchestrator.mlflow_server import LocalMlflowServer
 from orchestrator.identity import UNSET, changed_keys, identity_config
@@ -33,6 +33,7 @@ from orchestrator.tracking import SweepRecord, SweepTracker, TrackingTarget, che
 from orchestrator.topology import refuse_remote_nodes_with_local_store
 from workers.tracking_endpoint import TrackingEndpoint
 from workers.vocabulary import RunStatus, TrialState
+from workers.trial_config import TrialConfig, as_plain
 
 WHERE_TO_RUN_PREFIXES = ("tracking.", "cluster.", "tracking=", "cluster=")
 # Test-only fault injection: JSON mapping an override (e.g. "optimizer.lr=0.1") to worker faults
@@ -78,7 +79,7 @@ def run_sweep(arguments: Sequence[str], multirun: bool, console: Console, detach
 def resume_sweep(sweep_id: str, overrides: Sequence[str], console: Console, detach: bool = False) -> int:
     """Re-launch the failed, stale and never-started trials of a recorded sweep, each in its own run."""
     config = _compose_all(overrides)
-    target = resolve_target(config["tracking"])
+    target = resolve_target(config.tracking)
     check_reachable(target)
     record = SweepTracker(target.reader, target.experiment).sweep_record(sweep_id)
     if record is None:
@@ -98,9 +99,9 @@ def resume_sweep(sweep_id: str, overrides: Sequence[str], console: Console, deta
 
 def launch(plan: SweepPlan, console: Console, expected: Optional[SweepRecord] = None, detach: bool = False) -> int:
     """Check every address and input, then execute the plan (Ray coordinator or in-process); returns the exit code."""
-    target = resolve_target(plan.settings["tracking"])
+    target = resolve_target(plan.base_config.tracking)
     check_reachable(target)
-    address = resolve_address(plan.settings["cluster"]) if plan.launcher == "ray" else None
+    address = resolve_address(plan.base_config.cluster) if plan.launcher == "ray" else None
     if address:
         check_ray_reachable(address)
     if detach and (address is None or target.needs_local_server):
@@ -184,15 +185,15 @@ def _start_ray(plan: SweepPlan, target: TrackingTarget) -> None:
         return
     from orchestrator.ray_launcher import warm_up
 
-    connect(plan.settings["cluster"])
+    connect(plan.base_config.cluster)
     refuse_remote_nodes_with_local_store(target)
-    check_satisfiable(plan.settings["cluster"], plan.base_config["spectrum"], alive_node_resources())
-    warm_up(plan.settings["cluster"], len(plan.trials))
+    check_satisfiable(plan.base_config.cluster, plan.base_config.spectrum, alive_node_resources())
+    warm_up(plan.base_config.cluster, len(plan.trials))
 
 
 def refuse_changed_base(record: SweepRecord, plan: SweepPlan) -> None:
     """Existing trial ids must keep meaning the same computation: a changed base config is a new sweep."""
-    changed = changed_keys(record.base_identity, identity_config(plan.base_config))
+    changed = changed_keys(record.base_identity, identity_config(as_plain(plan.base_config)))
     if changed:
         shown = ", ".join(f"{k}: {_show(a)} -> {_show(b)}" for k, a, b in changed)
         raise UserError(f"sweep {plan.sweep_id}: the base config changed ({shown}); "
@@ -203,9 +204,9 @@ def _show(value: Any) -> str:
     return "(unset)" if value is UNSET else json.dumps(value)
 
 
-def _compose_all(overrides: Sequence[str]) -> dict[str, Any]:
+def _compose_all(overrides: Sequence[str]) -> TrialConfig:
     with composer() as compose:
-        return to_container(compose(list(overrides)))
+        return to_trial_config(compose(list(overrides)))
 
 
 def spectrum_of_run(run_id: str, epoch: Optional[int], overrides: Sequence[str], console: Console) -> int:
@@ -225,14 +226,14 @@ def _only(overrides: Sequence[str], prefixes: tuple[str, ...]) -> list[str]:
     return list(overrides)
 
 
-def _where_to_run(overrides: Sequence[str]) -> dict[str, Any]:
+def _where_to_run(overrides: Sequence[str]) -> TrialConfig:
     return _compose_all(_only(overrides, WHERE_TO_RUN_PREFIXES))
 
 
 def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console) -> int:
     """The sweep's trials from one read of MLflow; with a live owner, its own word on what is queued and running."""
     config = _where_to_run(overrides)
-    target = resolve_target(config["tracking"])
+    target = resolve_target(config.tracking)
     check_reachable(target)
     tracker = SweepTracker(target.reader, target.experiment)
     sweep_id = sweep or tracker.latest_sweep_id()
@@ -253,9 +254,9 @@ def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console
     return 0
 
 
-def _live_states(sweep_id: str, config: dict[str, Any]) -> Optional[dict[str, TrialState]]:
+def _live_states(sweep_id: str, config: TrialConfig) -> Optional[dict[str, TrialState]]:
     """Trial id -> queued/running from the sweep's live coordinator on the configured cluster; None without one."""
-    cluster = config["cluster"]
+    cluster = config.cluster
     address = resolve_address(cluster)
     if address is None:
         return None
@@ -266,7 +267,7 @@ def _live_states(sweep_id: str, config: dict[str, Any]) -> Optional[dict[str, Tr
     check_ray_reachable(address)
     connect(cluster)
     try:
-        return ask_coordinator(sweep_id, config["tracking"], "trial_states", timeout=30)
+        return ask_coordinator(sweep_id, config.tracking, "trial_states", timeout=30)
     except ray.exceptions.RayError:
         return None
 
@@ -274,18 +275,18 @@ def _live_states(sweep_id: str, config: dict[str, Any]) -> Optional[dict[str, Tr
 def cancel_sweep(sweep_id: str, overrides: Sequence[str], console: Console) -> int:
     """Stop a sweep's owner and its tasks: the coordinator on the cluster, or the local `sweep` process."""
     config = _where_to_run(overrides)
-    address = resolve_address(config["cluster"])
+    address = resolve_address(config.cluster)
     if address is not None:
         from orchestrator.coordinator import ask_coordinator
 
         check_ray_reachable(address)
-        connect(config["cluster"])
-        count = ask_coordinator(sweep_id, config["tracking"], "cancel", timeout=120)
+        connect(config.cluster)
+        count = ask_coordinator(sweep_id, config.tracking, "cancel", timeout=120)
         if count is None:
             raise UserError(f"sweep {sweep_id!r}: no live coordinator on cluster {address}; nothing to cancel")
         stopped = f"{count} trial(s) stopped"
     else:
-        stopped = _interrupt_local_owner(sweep_id, resolve_target(config["tracking"]).local_dir)
+        stopped = _interrupt_local_owner(sweep_id, resolve_target(config.tracking).local_dir)
     console.print(f"sweep {sweep_id}: cancelled ({stopped}); its unfinished runs end KILLED; "
                   f"`sweep resume {sweep_id}` picks them up later")
     return 0
@@ -310,7 +311,7 @@ def _interrupt_local_owner(sweep_id: str, directory: Path) -> str:
 
 def serve_ui(port: int, overrides: Sequence[str], console: Console) -> int:
     """The MLflow UI in the foreground: the user's server is only pointed at; the local store is served."""
-    target = resolve_target(_where_to_run(overrides)["tracking"])
+    target = resolve_target(_where_to_run(overrides).tracking)
     if not target.is_local and target.uri and target.uri.startswith("http"):
         check_reachable(target)
         console.print(f"The MLflow UI of this store is served by its own server: {target.endpoint.uri}")

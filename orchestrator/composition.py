@@ -12,12 +12,14 @@ from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from orchestrator.errors import UserError
 from orchestrator.schema import register_configs
 from orchestrator.settings import CONF_DIR
+from workers.config_structure import to_trial_config as to_typed
+from workers.trial_config import TrialConfig
 
 class Composer:
     """Composes ``conf/config.yaml`` with overrides, the hydra node included.
@@ -112,12 +114,9 @@ def _without_hydra(cfg: DictConfig) -> DictConfig:
     return trial_cfg
 
 
-def to_container(cfg: DictConfig) -> dict:
-    """The trial's config as plain dicts: resolved, without Hydra's own node."""
+def to_trial_config(cfg: DictConfig) -> TrialConfig:
+    """The trial's config as frozen typed values (workers/trial_config.py): resolved, without Hydra's own node."""
     try:
-        plain = OmegaConf.to_container(_without_hydra(cfg) if "hydra" in cfg else cfg, resolve=True,
-                                       throw_on_missing=True)
+        return to_typed(_without_hydra(cfg) if "hydra" in cfg else cfg)
     except OmegaConfBaseException as error:
         raise UserError(f"{getattr(error, 'full_key', '')}: {_first_line(str(error))}") from None
-    assert isinstance(plain, dict)
-    return plain

@@ -29,6 +29,7 @@ from orchestrator.tracking import resolve_target
 from workers.ownership import GO, PRUNE, STOP
 from workers.spec import TrialOutcome
 from workers.vocabulary import RunStatus, TrialState
+from workers.trial_config import TrackingConfig
 
 NAMESPACE = "curvature-sweeps"
 # A finished coordinator stays this long, so that clients following it read the final state, then exits.
@@ -38,7 +39,7 @@ DRIVER_WATCH_S = 0.5
 TRAIN, SPECTRUM = "train", "spectrum"
 
 
-def coordinator_name(sweep_id: str, tracking: Mapping[str, Any]) -> str:
+def coordinator_name(sweep_id: str, tracking: TrackingConfig) -> str:
     """One coordinator per sweep and store: a sweep of the same id recorded in another store or experiment is
     another sweep, and must not attach to this one's owner."""
     return f"sweep:{sweep_id}@{resolve_target(tracking).store_key}"
@@ -72,7 +73,7 @@ class SweepCoordinator:
 
     def __init__(self, order: SweepOrder, driver_pid: Optional[int] = None) -> None:
         self.book = SweepBook(order)
-        self.cluster = order.plan.settings["cluster"]
+        self.cluster = order.plan.base_config.cluster
         self.lock = threading.RLock()
         self.wake = threading.Condition(self.lock)
         self.trials: dict[str, Trial] = {}
@@ -258,7 +259,7 @@ class SweepCoordinator:
         starts at once and the runs come as the trials do (an autoscaler still sees the queued demand)."""
         resources = ray.cluster_resources()
         slots = [resources.get(kind, 0.0) / float(need) for kind, need in
-                 (("CPU", self.cluster["num_cpus"]), ("GPU", self.cluster["num_gpus"])) if need]
+                 (("CPU", self.cluster.num_cpus), ("GPU", self.cluster.num_gpus)) if need]
         return max(2, 2 * int(min(slots))) if slots else len(self.queue) + len(self.pending)
 
     def _launch(self, trial: Trial) -> None:
@@ -272,7 +273,7 @@ class SweepCoordinator:
         except ray.exceptions.RayError as error:
             outcome = self.book.fail(trial, describe_failure(error))
         if stage == TRAIN and outcome.state == RunStatus.TRAINED:
-            job = spectrum_task(trial.config["spectrum"]).remote(self.book.spectrum_spec(trial))
+            job = spectrum_task(trial.config.spectrum).remote(self.book.spectrum_spec(trial))
             self.pending[job] = (trial, SPECTRUM)
             return
         self.started.discard(trial.trial_id)
@@ -299,7 +300,7 @@ def coordinator_actor(order: SweepOrder, detached: bool) -> Any:
     """The sweep's coordinator: found if it is alive, else created (atomically, by name). It holds no CPU and runs
     on the head node, which outlives the worker nodes. On a cluster it is detached (it outlives the `sweep` command);
     locally it fate-shares with the command's process."""
-    name = coordinator_name(order.plan.sweep_id, order.plan.settings["tracking"])
+    name = coordinator_name(order.plan.sweep_id, order.plan.base_config.tracking)
     options: dict[str, Any] = dict(name=name, namespace=NAMESPACE, get_if_exists=True,
                                    num_cpus=0, max_concurrency=16, max_restarts=0,
                                    resources={"node:__internal_head__": 0.001})
@@ -308,7 +309,7 @@ def coordinator_actor(order: SweepOrder, detached: bool) -> Any:
     return ray.remote(SweepCoordinator).options(**options).remote(order, None if detached else os.getpid())
 
 
-def find_coordinator(sweep_id: str, tracking: Mapping[str, Any]) -> Optional[Any]:
+def find_coordinator(sweep_id: str, tracking: TrackingConfig) -> Optional[Any]:
     """The live coordinator of a sweep recorded where ``tracking`` says, on the connected cluster, or None."""
     try:
         return ray.get_actor(coordinator_name(sweep_id, tracking), namespace=NAMESPACE)
@@ -316,7 +317,7 @@ def find_coordinator(sweep_id: str, tracking: Mapping[str, Any]) -> Optional[Any
         return None
 
 
-def ask_coordinator(sweep_id: str, tracking: Mapping[str, Any], method: str, timeout: float) -> Optional[Any]:
+def ask_coordinator(sweep_id: str, tracking: TrackingConfig, method: str, timeout: float) -> Optional[Any]:
     """``method``'s answer from the sweep's live coordinator, or None without one. A coordinator found by name may
     exit before it answers (it exits a second after a cancel, LINGER_S after its sweep): that is "none" too."""
     coordinator = find_coordinator(sweep_id, tracking)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Mapping, Optional
+from typing import Optional
 from urllib.parse import urlparse
 
 from orchestrator.errors import UserError
 from orchestrator.settings import apply_local_only_env
+from workers.trial_config import ClusterConfig
 
 
-def resolve_address(cluster: Mapping[str, Any]) -> Optional[str]:
+def resolve_address(cluster: ClusterConfig) -> Optional[str]:
     """``cluster.address``, else ``RAY_ADDRESS`` (as Ray users expect), else None for a local Ray."""
-    return cluster.get("address") or os.environ.get("RAY_ADDRESS") or None
+    return cluster.address or os.environ.get("RAY_ADDRESS") or None
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -30,7 +31,7 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         raise UserError(f"cluster.address={address}: cannot reach a Ray cluster there ({error.strerror or error})") from None
 
 
-def connect(cluster: Mapping[str, Any]) -> None:
+def connect(cluster: ClusterConfig) -> None:
     import ray
 
     apply_local_only_env()
@@ -38,7 +39,7 @@ def connect(cluster: Mapping[str, Any]) -> None:
         return
     address = resolve_address(cluster)
     if address is None:
-        ray.init(num_cpus=cluster.get("local_num_cpus"), include_dashboard=False, log_to_driver=False,
+        ray.init(num_cpus=cluster.local_num_cpus, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
         return
     check_reachable(address)

@@ -7,11 +7,12 @@ spectrum job, with the spectrum's own resources; the trial's run ends when the s
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import ray
 
 from workers.spec import RetryableTrialError, SpectrumJobSpec, TrialOutcome, TrialSpec
+from workers.trial_config import ClusterConfig, SpectrumConfig
 
 
 def _execute_trial(spec: TrialSpec) -> TrialOutcome:
@@ -31,29 +32,29 @@ def _import_trainer() -> None:
     import workers.training.trial  # noqa: F401 - the import is the work: torch, mlflow, the trainer
 
 
-def warm_up(cluster: Mapping[str, Any], trials: int) -> None:
+def warm_up(cluster: ClusterConfig, trials: int) -> None:
     """Have idle workers import the trainer now, while the tracking store starts; Ray hands the warm workers the
     trials. Fire and forget: a warm-up never delays or fails a trial."""
-    slots = int(ray.available_resources().get("CPU", 0) // max(cluster["num_cpus"], 1e-3))
-    task = ray.remote(_import_trainer).options(num_cpus=cluster["num_cpus"], name="warm-up")
+    slots = int(ray.available_resources().get("CPU", 0) // max(cluster.num_cpus, 1e-3))
+    task = ray.remote(_import_trainer).options(num_cpus=cluster.num_cpus, name="warm-up")
     for _ in range(min(trials, slots)):
         task.remote()
 
 
-def spectrum_task(spectrum: Mapping[str, Any]) -> Any:
+def spectrum_task(spectrum: SpectrumConfig) -> Any:
     """One worker computes in its own process with the worker's resources; a sharded job is a coordinator that
     holds no resources while its placement group of ``num_workers`` workers does the products."""
-    single = spectrum["num_workers"] == 1
+    single = spectrum.num_workers == 1
     return ray.remote(_execute_spectrum).options(
-        num_cpus=spectrum["cpus_per_worker"] if single else 0, num_gpus=spectrum["gpus_per_worker"] if single else 0,
+        num_cpus=spectrum.cpus_per_worker if single else 0, num_gpus=spectrum.gpus_per_worker if single else 0,
         max_retries=1, name="spectrum",
     )
 
 
-def train_task(cluster: Mapping[str, Any]) -> Any:
+def train_task(cluster: ClusterConfig) -> Any:
     """A trial's training task with the trial's resources; Ray re-runs it when its worker or node dies."""
     return ray.remote(_execute_trial).options(
-        num_cpus=cluster["num_cpus"], num_gpus=cluster["num_gpus"], max_retries=cluster["max_retries"],
+        num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, max_retries=cluster.max_retries,
         retry_exceptions=[RetryableTrialError], name="trial",
     )
 

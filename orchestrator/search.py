@@ -49,9 +49,9 @@ def run_search(arguments: Sequence[str], sweeper: str, multirun: bool, console: 
         sweeper_config = compose(_fixed(arguments)).hydra.sweeper
         n_trials = int(sweeper_config.n_trials)
         seed = sweeper_config.sampler.get("seed")
-    target = resolve_target(plan.settings["tracking"])
+    target = resolve_target(plan.base_config.tracking)
     check_reachable(target)
-    address = resolve_address(plan.settings["cluster"])
+    address = resolve_address(plan.base_config.cluster)
     if address:
         check_ray_reachable(address)
     reader = SweepTracker(target.reader, target.experiment) if target.has_store else None
@@ -60,7 +60,7 @@ def run_search(arguments: Sequence[str], sweeper: str, multirun: bool, console: 
         refuse_changed_base(record, plan)
     path = study_path(target, plan.sweep_id)
     done = completed_trials(path, plan.sweep_id)
-    pruner = plan.base_config["sweep"]["pruner"]
+    pruner = plan.base_config.sweep.pruner
     console.print(f"sweep [bold]{plan.sweep_id}[/]: {sweeper} search, {n_trials} trial(s), "
                   f"{max(n_trials - done, 0)} to run{f', {done} done' if done else ''}; launcher ray"
                   f"{f'; {pruner} pruner' if pruner else ''}")
@@ -111,8 +111,8 @@ def _not_called(_: Any) -> None:
 
 def record_best(tracker: SweepTracker, plan: SweepPlan) -> None:
     """The parent run's record of the best finished trial: tags best_trial and best_run_id, metric best_<objective>."""
-    sweep = plan.base_config["sweep"]
-    name, sign = sweep["objective"], 1.0 if sweep["objective_mode"] == "max" else -1.0
+    sweep = plan.base_config.sweep
+    name, sign = sweep.objective, 1.0 if sweep.objective_mode == "max" else -1.0
     parent = tracker.find_parent(plan.sweep_id)
     scored = [(sign * run.data.metrics[name], tid, run) for tid, run in tracker.trial_runs(plan.sweep_id).items()
               if run.info.status == RunStatus.FINISHED and name in run.data.metrics]

@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig
 
-from orchestrator.composition import Composer, to_container
+from orchestrator.composition import Composer, to_trial_config
 from orchestrator.errors import UserError
 from orchestrator.identity import trial_id
 from orchestrator.planning import SweepPlan, Trial
@@ -31,6 +31,7 @@ from orchestrator.validation import validate_trial
 from workers.spec import TrialOutcome
 from workers.vocabulary import PRUNED_TAG, RunStatus
 from workers.tracking_endpoint import TrackingEndpoint
+from workers.trial_config import as_plain
 
 POLL_S = 0.5
 # How often a coordinator that went away between two batches (it lingers 10 s once idle) is created again.
@@ -57,21 +58,21 @@ class BatchRunner:
 
         arguments = user_arguments(list(config.hydra.overrides.hydra), list(config.hydra.overrides.task))
         plan = plan_search(Composer(), arguments)
-        target = resolve_target(plan.settings["tracking"])
+        target = resolve_target(plan.base_config.tracking)
         endpoint = TrackingEndpoint(store_uri) if store_uri else target.endpoint
-        sweep = plan.base_config["sweep"]
+        sweep = plan.base_config.sweep
         pruner = (StudyPruner(str(config.hydra.sweeper.storage.path), str(config.hydra.sweeper.study_name), sweep)
-                  if sweep["pruner"] is not None else None)
+                  if sweep.pruner is not None else None)
         return cls(plan, endpoint, json.loads(os.environ.get(FAULTS_ENV, "{}")), pruner)
 
     def trials(self, job_overrides: Sequence[Sequence[str]]) -> list[Trial]:
         compose = Composer()
         trials = []
         for overrides in job_overrides:
-            config = to_container(compose.point(list(overrides)))
+            config = to_trial_config(compose.point(list(overrides)))
             validate_trial(config)
             chosen = tuple(o for o in overrides if o.partition("=")[0].lstrip("+~") in self.plan.swept_keys)
-            trials.append(Trial(trial_id(config), chosen or tuple(overrides), config))
+            trials.append(Trial(trial_id(as_plain(config)), chosen or tuple(overrides), config))
         return trials
 
     def run(self, trials: list[Trial]) -> list[float | Exception]:
@@ -88,7 +89,7 @@ class BatchRunner:
         if unique:
             order = SweepOrder(dataclasses.replace(self.plan, trials=tuple(unique)), self.endpoint, self.faults)
             outcomes, pruned_now = self._through_coordinator(order, unique, watch)
-        name = self.plan.base_config["sweep"]["objective"]
+        name = self.plan.base_config.sweep.objective
         for tid, run in pruned_before.items():
             pruned_now[tid] = int(run.data.tags[PRUNED_TAG]), run.data.metrics.get(name)
         values: list[float | Exception] = []
@@ -105,7 +106,7 @@ class BatchRunner:
 
     def _pruned_runs(self) -> dict[str, Any]:
         """The sweep's runs its pruner stopped in an earlier batch or launch, by trial id."""
-        runs = SweepTracker(self.endpoint, self.plan.settings["tracking"]["experiment"]).trial_runs(self.plan.sweep_id)
+        runs = SweepTracker(self.endpoint, self.plan.base_config.tracking.experiment).trial_runs(self.plan.sweep_id)
         return {tid: run for tid, run in runs.items() if run.info.status == RunStatus.KILLED and PRUNED_TAG in run.data.tags}
 
     def _through_coordinator(self, order: Any, trials: list[Trial], watch: Optional["_PruningWatch"]
@@ -136,13 +137,13 @@ class BatchRunner:
         return {}, {}
 
     def _objective(self, trial: Trial, outcome: Optional[TrialOutcome]) -> float | Exception:
-        name = self.plan.base_config["sweep"]["objective"]
+        name = self.plan.base_config.sweep.objective
         if outcome is not None and outcome.state != RunStatus.FINISHED:
             return TrialFailed(f"trial {trial.trial_id} ended {outcome.state}: {outcome.error}")
         if outcome is not None and name in outcome.final_metrics:
             return float(outcome.final_metrics[name])
         # Finished in an earlier launch (or a spectrum job ended it): its run has the value.
-        runs = SweepTracker(self.endpoint, self.plan.settings["tracking"]["experiment"]).trial_runs(self.plan.sweep_id)
+        runs = SweepTracker(self.endpoint, self.plan.base_config.tracking.experiment).trial_runs(self.plan.sweep_id)
         run = runs.get(trial.trial_id)
         if run is None or run.info.status != RunStatus.FINISHED or name not in run.data.metrics:
             return TrialFailed(f"trial {trial.trial_id}: no {name} recorded")

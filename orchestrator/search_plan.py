@@ -12,10 +12,11 @@ from typing import Optional, Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from orchestrator.composition import Composer, composer, to_container
+from orchestrator.composition import Composer, composer, to_trial_config
 from orchestrator.errors import UserError
 from orchestrator.grid import single_valued
 from orchestrator.identity import sweep_id
+from workers.trial_config import as_plain
 from orchestrator.planning import SweepPlan
 from orchestrator.validation import validate
 
@@ -79,10 +80,10 @@ def plan_search(compose: Composer, arguments: Sequence[str]) -> SweepPlan:
     swept = {o.get_key_element() for o in OverridesParser.create().parse_overrides(list(arguments))
              if o.is_sweep_override()}
     swept |= set(OmegaConf.to_container(params) if params else {})
-    base_config = to_container(cfg)
+    base_config = to_trial_config(cfg)
     validate(base_config)
     keys = tuple(sorted(swept))
-    sid = sweep_id(base_config["sweep"]["name"], base_config, [*keys, f"{SWEEPER_GROUP}={choices[SWEEPER_GROUP]}"])
+    sid = sweep_id(base_config.sweep.name, as_plain(base_config), [*keys, f"{SWEEPER_GROUP}={choices[SWEEPER_GROUP]}"])
     return SweepPlan(sid, tuple(arguments), True, tuple(fixed), keys, base_config, (), "ray")
 
 
@@ -90,7 +91,7 @@ def driver_overrides(plan: SweepPlan, n_trials: int, done: int, seed: Optional[i
                      sweep_dir: str, store_uri: Optional[str]) -> list[str]:
     """The study's name, storage, direction and remaining trials. A seeded sampler continuing a study is seeded
     with seed + trials done: re-created with its first seed it would propose its first trials again."""
-    direction = "maximize" if plan.base_config["sweep"]["objective_mode"] == "max" else "minimize"
+    direction = "maximize" if plan.base_config.sweep.objective_mode == "max" else "minimize"
     values = (str(n_trials), plan.sweep_id, direction,
               f"{{_target_:orchestrator.study.open_storage,path:{_quoted(storage_path)}}}", _quoted(sweep_dir),
               _quoted(store_uri) if store_uri else "null", "null" if seed is None else str(seed + done))

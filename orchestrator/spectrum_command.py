@@ -26,17 +26,18 @@ from orchestrator.tracking import SweepTracker, check_reachable, resolve_target
 from workers.spec import SpectrumJobSpec, TrialOutcome
 from workers.vocabulary import OVERRIDES_TAG, TRIAL_TAG, RunStatus
 from workers.spectrum_protocol import WEIGHT_CHOICES
+from workers.trial_config import SpectrumConfig, TrialConfig
 
 POLL_S = 2.0
 
 
-def launch_spectrum(run_or_sweep: str, epoch: Optional[int], config: dict[str, Any], console: Console) -> int:
-    weights = config["spectrum"].get("weights")
+def launch_spectrum(run_or_sweep: str, epoch: Optional[int], config: TrialConfig, console: Console) -> int:
+    weights = config.spectrum.weights
     if weights is not None and weights not in WEIGHT_CHOICES:
         raise UserError(f"spectrum.weights={weights}: must be one of {', '.join(WEIGHT_CHOICES)} or null")
-    target = resolve_target(config["tracking"])
+    target = resolve_target(config.tracking)
     check_reachable(target)
-    address = resolve_address(config["cluster"])
+    address = resolve_address(config.cluster)
     if address:
         check_ray_reachable(address)
     reader = SweepTracker(target.reader, target.experiment)
@@ -58,9 +59,9 @@ def launch_spectrum(run_or_sweep: str, epoch: Optional[int], config: dict[str, A
     if plan.jobs or parent is not None:
         with writable_store(target) as endpoint:
             if plan.jobs:
-                connect(config["cluster"])
+                connect(config.cluster)
                 started = time.monotonic()
-                outcomes = run_jobs(plan.jobs, endpoint, config["spectrum"], console)
+                outcomes = run_jobs(plan.jobs, endpoint, config.spectrum, console)
                 console.print(f"{len(plan.jobs)} spectrum job(s) in {time.monotonic() - started:.1f} s")
             if parent is not None:
                 _log_figures(endpoint, target.experiment, run_or_sweep, parent.info.run_id, plan, console)
@@ -70,7 +71,7 @@ def launch_spectrum(run_or_sweep: str, epoch: Optional[int], config: dict[str, A
     return 1 if failed else 0
 
 
-def run_jobs(jobs: list[SpectrumJob], endpoint: Any, spectrum: Mapping[str, Any],
+def run_jobs(jobs: list[SpectrumJob], endpoint: Any, spectrum: SpectrumConfig,
              console: Console) -> dict[str, TrialOutcome]:
     """Every job as a Ray task at once, scheduled as in-sweep spectra are (orchestrator.ray_launcher.spectrum_task);
     one line per job as it ends."""
@@ -99,11 +100,11 @@ def _summary(outcome: TrialOutcome) -> str:
     return "  ".join(shown) or "nothing left to compute"
 
 
-def _describe(plan: SpectrumPlan, what: str, config: Mapping[str, Any], console: Console) -> None:
-    spectrum = config["spectrum"]
+def _describe(plan: SpectrumPlan, what: str, config: TrialConfig, console: Console) -> None:
+    spectrum = config.spectrum
     protocols = sorted({p for job in plan.jobs for p in job.protocols})
-    console.print(f"{what}: {len(plan.jobs)} spectrum job(s) to run ({spectrum['steps']} Lanczos steps x "
-                  f"{spectrum['num_vectors']} vectors, {spectrum['num_workers']} worker(s) each"
+    console.print(f"{what}: {len(plan.jobs)} spectrum job(s) to run ({spectrum.steps} Lanczos steps x "
+                  f"{spectrum.num_vectors} vectors, {spectrum.num_workers} worker(s) each"
                   f"{'; protocol ' + ', '.join(protocols) if protocols else ''}), {len(plan.skipped)} skipped",
                   highlight=False)
     for reason, skipped in _by_reason(plan.skipped).items():

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from orchestrator.tracking import TrackingTarget
+from workers.trial_config import SweepMetaConfig
 
 
 def study_path(target: TrackingTarget, sweep_id: str) -> Path:
@@ -55,15 +56,15 @@ class StudyPruner:
     any median), as it would had they been told PRUNED.
     """
 
-    def __init__(self, path: str, study_name: str, sweep: Mapping[str, Any]) -> None:
+    def __init__(self, path: str, study_name: str, sweep: SweepMetaConfig) -> None:
         import optuna
 
         self.storage = open_storage(path)
         self.study_id = self.storage.get_study_id_from_name(study_name)
         self.direction = self.storage.get_study_directions(self.study_id)[0]
         # optuna judges steps >= n_warmup_steps; our steps are epochs from 1, so the first warm-up epochs are skipped.
-        self.pruner = optuna.pruners.MedianPruner(n_startup_trials=int(sweep["pruner_startup_trials"]),
-                                                  n_warmup_steps=int(sweep["pruner_warmup_epochs"]) + 1)
+        self.pruner = optuna.pruners.MedianPruner(n_startup_trials=int(sweep.pruner_startup_trials),
+                                                  n_warmup_steps=int(sweep.pruner_warmup_epochs) + 1)
         self.judged_against: list[Any] = []
         self.written: dict[int, set[int]] = {}
 

@@ -20,6 +20,7 @@ from workers.retry import retrying
 from workers.spec import SpectrumJobSpec, TrialOutcome, TrialSpec, spectrum_epochs
 from workers.vocabulary import RunStatus
 from workers.tracking_endpoint import TrackingEndpoint
+from workers.trial_config import as_plain
 
 T = TypeVar("T")
 
@@ -44,9 +45,9 @@ class SweepOrder:
 class SweepBook:
     def __init__(self, order: SweepOrder) -> None:
         self.order = order
-        tracking = order.plan.settings["tracking"]
-        self.tracker = SweepTracker(order.worker_endpoint, tracking["experiment"])
-        self.outage_timeout = float(tracking["outage_timeout"])
+        tracking = order.plan.base_config.tracking
+        self.tracker = SweepTracker(order.worker_endpoint, tracking.experiment)
+        self.outage_timeout = float(tracking.outage_timeout)
         self.parent_run_id: Optional[str] = None
         self.run_ids: dict[str, str] = {}
         self._existing: dict[str, Run] = {}
@@ -59,7 +60,7 @@ class SweepBook:
     def open(self) -> None:
         """The parent run (created or marked RUNNING again) and the runs the sweep already has: two requests."""
         plan = self.order.plan
-        record = SweepRecord(plan.arguments, plan.multirun, plan.swept_keys, identity_config(plan.base_config))
+        record = SweepRecord(plan.arguments, plan.multirun, plan.swept_keys, identity_config(as_plain(plan.base_config)))
         self.parent_run_id = self._call(lambda: self.tracker.ensure_parent(plan.sweep_id, record), "opening the sweep")
         self._existing = self._call(lambda: self.tracker.trial_runs(plan.sweep_id), "reading the sweep's runs")
         self._locations = {tid: (run.info.run_id, run.info.artifact_uri) for tid, run in self._existing.items()}
@@ -99,7 +100,7 @@ class SweepBook:
         from orchestrator.sweep_figures import log_sweep_spectra
 
         assert self.parent_run_id is not None
-        if any(t.config["spectrum"]["enabled"] for t in trials):
+        if any(t.config.spectrum.enabled for t in trials):
             runs = self._call(lambda: self.tracker.trial_runs(self.order.plan.sweep_id), "reading the sweep's runs")
             self._call(lambda: log_sweep_spectra(self.tracker.client, self.parent_run_id, trials, runs),
                        "plotting the sweep")

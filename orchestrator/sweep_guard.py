@@ -63,7 +63,7 @@ def driver_ended(pid: int) -> str:
 def local_sweep_hold(target: "TrackingTarget", plan: "SweepPlan") -> Iterator[None]:
     """Held while this process executes a sweep on its own local Ray: the store's lock (one `sweep` process at a
     time), and the guard that ends the sweep's runs if the process dies holding it."""
-    outage_timeout = float(plan.settings["tracking"]["outage_timeout"])
+    outage_timeout = float(plan.base_config.tracking.outage_timeout)
     with store_lock(target.local_dir, plan.sweep_id), _guard(target, plan.sweep_id, outage_timeout):
         yield
 

@@ -23,6 +23,7 @@ from workers.run_status import set_run_status
 from workers.tracking_endpoint import HTTP_SCHEMES, MASK, TrackingEndpoint, redact_uri, scrub
 from workers.vocabulary import (ERROR_TAG, KIND_TAG, OVERRIDES_TAG, PARENT_KIND, SWEEP_TAG, TRIAL_KIND, TRIAL_TAG,
                                 RunStatus)
+from workers.trial_config import TrackingConfig, TrialConfig, as_plain
 
 # MLflow accepts at most 100 params in one log_batch call.
 PARAM_BATCH = 100
@@ -76,10 +77,10 @@ class TrackingTarget:
         return self.endpoint if self.uri else TrackingEndpoint(local_store(self.local_dir)[0])
 
 
-def resolve_target(tracking: Mapping[str, Any]) -> TrackingTarget:
+def resolve_target(tracking: TrackingConfig) -> TrackingTarget:
     """``tracking.uri``, else ``MLFLOW_TRACKING_URI`` (as MLflow users expect), else the local store."""
-    uri = tracking.get("uri") or os.environ.get("MLFLOW_TRACKING_URI") or None
-    return TrackingTarget(uri, Path(tracking["local_dir"]), tracking["experiment"])
+    uri = tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+    return TrackingTarget(uri, Path(tracking.local_dir), tracking.experiment)
 
 
 def check_reachable(target: TrackingTarget) -> None:
@@ -121,12 +122,12 @@ class SweepRecord:
         return cls(tuple(data["arguments"]), bool(data["multirun"]), tuple(data["swept_keys"]), dict(data["base_identity"]))
 
 
-def for_the_record(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config as params and artifacts show it: addresses with their passwords masked."""
-    recorded = dict(config)
+def for_the_record(config: TrialConfig) -> dict[str, Any]:
+    """The config as params and artifacts show it: plain values, addresses with their passwords masked."""
+    recorded = as_plain(config)
     for group, key in (("tracking", "uri"), ("cluster", "address")):
-        if isinstance(recorded.get(group), Mapping) and recorded[group].get(key):
-            recorded[group] = {**recorded[group], key: redact_uri(str(recorded[group][key]))}
+        if recorded[group][key]:
+            recorded[group][key] = redact_uri(str(recorded[group][key]))
     return recorded
 
 
@@ -203,11 +204,11 @@ class SweepTracker:
         return run_id
 
     def create_trial_run(self, parent_run_id: str, sweep_id: str, trial_id: str, overrides: tuple[str, ...],
-                         config: Mapping[str, Any]) -> str:
+                         config: TrialConfig) -> str:
         return self.open_trial_run(parent_run_id, sweep_id, trial_id, overrides, config).run_id
 
     def open_trial_run(self, parent_run_id: str, sweep_id: str, trial_id: str, overrides: tuple[str, ...],
-                       config: Mapping[str, Any]) -> TrialRun:
+                       config: TrialConfig) -> TrialRun:
         """A trial's child run, SCHEDULED, with its tags, params and config artifact: four requests (one more per
         100 params beyond the first 100), none of them a read."""
         overrides = tuple(redact_uri(o) for o in overrides)

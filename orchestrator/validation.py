@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Optional
 
 from orchestrator.errors import UserError
 from orchestrator.tracking import resolve_target
 from workers.config_rules import Rule, check_config, check_fits, check_keys
+from workers.trial_config import TrackingConfig, TrialConfig
 
 # Runs are found by MLflow searches such as tags.sweep_id = '<name>', whose syntax has no escape for a quote;
 # 250 characters is MLflow's limit on a run name.
@@ -37,18 +38,18 @@ CHECKS: tuple[Rule, ...] = (
 )
 
 
-def validate(config: Mapping[str, Any]) -> None:
+def validate(config: TrialConfig) -> None:
     """Raise a one-line ``UserError`` naming the first bad key of a config, its value and what is allowed."""
     try:
         check_keys(config, CHECKS)
         check_config(config)
     except ValueError as error:
         raise UserError(str(error)) from None
-    check_sweep_name(config["sweep"]["name"])
-    check_local_dir(config["tracking"])
+    check_sweep_name(config.sweep.name)
+    check_local_dir(config.tracking)
 
 
-def validate_trial(config: Mapping[str, Any]) -> None:
+def validate_trial(config: TrialConfig) -> None:
     """:func:`validate`, and how the groups of a grid point's trial config fit together: the model its dataset,
     the spectrum job its device and its data shards."""
     validate(config)
@@ -66,13 +67,13 @@ def check_sweep_name(name: Optional[str], key: str = "sweep.name") -> None:
                         "run search quotes the name) and without leading or trailing spaces")
 
 
-def check_local_dir(tracking: Mapping[str, Any]) -> None:
+def check_local_dir(tracking: TrackingConfig) -> None:
     """The local store (no tracking URI given) lives in ``tracking.local_dir``: this user must be able to create
     and write it. Probed with a directory made and removed at once: root passes every permission check but not a
     read-only or virtual file system."""
     if not resolve_target(tracking).is_local:
         return
-    path = Path(os.path.expanduser(tracking["local_dir"])).absolute()
+    path = Path(os.path.expanduser(tracking.local_dir)).absolute()
     existing = next(p for p in (path, *path.parents) if os.path.exists(p))
     if not existing.is_dir():
         problem = f"{existing} is not a directory"
@@ -82,5 +83,5 @@ def check_local_dir(tracking: Mapping[str, Any]) -> None:
             return
         except OSError as error:
             problem = f"cannot write in {existing} ({error.strerror})"
-    raise UserError(f"tracking.local_dir={tracking['local_dir']}: {problem}; allowed: a directory this user can "
+    raise UserError(f"tracking.local_dir={tracking.local_dir}: {problem}; allowed: a directory this user can "
                     "create and write")

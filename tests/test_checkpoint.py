@@ -16,6 +16,7 @@ from workers.spec import TrialSpec
 from workers.training.checkpoint import TrainingState, capture_rng, read_checkpoint, write_checkpoint
 from workers.tracking_endpoint import TrackingEndpoint
 from workers.training.trial import run_trial
+from workers.trial_config import TrialConfig
 
 
 def _state(epoch: int) -> TrainingState:
@@ -55,7 +56,7 @@ def test_a_checkpoint_of_the_sidecar_layout_is_still_read_and_verified(tmp_path:
         read_checkpoint(old)
 
 
-def _spec(tracker: SweepTracker, config: dict, faults: dict, run_id: str | None = None) -> TrialSpec:
+def _spec(tracker: SweepTracker, config: TrialConfig, faults: dict, run_id: str | None = None) -> TrialSpec:
     if run_id is None:
         run_id = tracker.create_trial_run(tracker.client.create_run(tracker.experiment_id(create=True)).info.run_id,
                                           "bitwise", "t", ("x",), config)

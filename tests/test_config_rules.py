@@ -12,17 +12,15 @@ import math
 import numpy as np
 import pytest
 
-from orchestrator.composition import composer, to_container
 from orchestrator.errors import UserError
 from orchestrator.planning import plan_sweep
+from trial_configs import changed, compose_trial
 from workers.config_rules import (SEED_MAX, check_shards, check_spectrum_job, exception_class, is_retryable,
                                   spectrum_device)
 from workers.training.config_checks import training_examples
 
 
-def _config(*overrides: str) -> dict:
-    with composer() as compose:
-        return to_container(compose.point(list(overrides)))
+_config = compose_trial
 
 
 def _accepted(check, *args) -> bool:
@@ -51,8 +49,7 @@ def test_spectrum_devices_agree_with_the_spectrum_job(device: str, num_workers: 
 
     config = _config("spectrum=slq", f"spectrum.num_workers={num_workers}", "spectrum.max_samples=null",
                      f"spectrum.gpus_per_worker={gpus_per_worker}")
-    config["trainer"]["device"] = device
-    config["spectrum"]["basis_device"] = basis_device
+    config = changed(changed(config, "trainer.device", device), "spectrum.basis_device", basis_device)
     assert _accepted(check_spectrum_job, config) == _accepted(settings_from, config)
     assert spectrum_device(device) in ("auto", "cpu", "cuda") or not _accepted(check_spectrum_job, config)
 
@@ -65,8 +62,8 @@ def test_shard_layouts_agree_with_the_sharded_operator(max_samples, batch_size: 
 
     config = _config("dataset=digits", "spectrum=slq", f"spectrum.batch_size={batch_size}",
                      f"spectrum.num_workers={num_workers}")
-    config["spectrum"]["max_samples"] = max_samples
-    samples = min(training_examples(config["dataset"]), max_samples or math.inf)
+    config = changed(config, "spectrum.max_samples", max_samples)
+    samples = min(training_examples(config.dataset), max_samples or math.inf)
     assert _accepted(check_shards, config) == _accepted(shard_bounds, samples, batch_size, num_workers)
 
 

@@ -21,6 +21,7 @@ from orchestrator.cli import main
 from orchestrator.execution import ask_cancel_or_detach
 from sweep_cli import run_sweep_cli, run_sweep_here
 from tracking_servers import StockServer
+from workers.trial_config import TrackingConfig
 
 pytestmark = pytest.mark.slow
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr")
@@ -156,7 +157,7 @@ def test_cancel_reaching_a_coordinator_as_it_exits_finds_none(ray_address: str, 
         def cancel(self) -> None:
             ray.actor.exit_actor()
 
-    name = coordinator_name("exiting", {"uri": mlflow_uri, "local_dir": ".", "experiment": experiment})
+    name = coordinator_name("exiting", TrackingConfig(uri=mlflow_uri, experiment=experiment))
     actor = ExitsWhenAsked.options(name=name, namespace=NAMESPACE).remote()
     where = [f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}", f"cluster.address={ray_address}"]
     assert main(["cancel", "exiting", *where]) == 2
@@ -207,9 +208,15 @@ def test_a_tracking_server_restart_is_survived(outage_s: int, budget: dict[str, 
     MLflow's own retries as they come, and after 15 s with MLflow's budget cut to a second or two, so that only our
     own retrying carries the sweep through. Either way the sweep finishes by itself, exit 0, every epoch logged exactly
     once. A local sweep: its Ray's workers inherit the budget from the command. The trials pause half a second per
-    epoch (a test-only fault) so that they are mid-training when the server goes."""
+    epoch (a test-only fault) so that they are mid-training when the server goes.
+
+    The outage is the time the address answers nothing: the replacement is launched early by the server's start-up
+    time (measured on its first start), so that it answers again about ``outage_s`` after the kill, not a start-up
+    later (on a loaded machine start-up alone takes 10-15 s, and the outage would drift past MLflow's next retry)."""
     directory = tmp_path_factory.mktemp("restarted")
+    launched = time.monotonic()
     server = StockServer(directory, f"sqlite:///{directory / 'mlflow.db'}").start()
+    startup_s = time.monotonic() - launched
     faults = {f"optimizer.lr={lr}": {"sleep_per_epoch_s": 0.5} for lr in (0.01, 0.02)}
     cwd = tmp_path_factory.mktemp("sweep")
     sweep = _sweep("run", "-m", "optimizer.lr=0.01,0.02", "dataset=digits", "trainer.epochs=12", "checkpoint.every=2",
@@ -220,8 +227,10 @@ def test_a_tracking_server_restart_is_survived(outage_s: int, budget: dict[str, 
         _wait_for(lambda: any(int(r.data.tags.get("epoch", 0)) >= 2 for r in _trial_runs(client, experiment)), 300,
                   "the trials' second epoch")
         server.stop()
-        time.sleep(outage_s)
+        killed = time.monotonic()
+        time.sleep(max(0.0, outage_s - startup_s))
         server.start()
+        print(f"the server answered nothing for {time.monotonic() - killed:.1f} s (start-up {startup_s:.1f} s)")
         output, _ = sweep.communicate(timeout=600)
         assert sweep.returncode == 0, output
         runs = _trial_runs(client, experiment)

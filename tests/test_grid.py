@@ -34,7 +34,7 @@ def test_yaml_sweeper_params_are_overridden_by_the_command_line() -> None:
 def test_sweeper_params_from_a_preset() -> None:
     plan = plan_sweep(["+experiment=quickstart"], multirun=True)
     assert len(plan.trials) == 4
-    assert {t.config["optimizer"]["name"] for t in plan.trials} == {"sgd", "adam"}
+    assert {t.config.optimizer.name for t in plan.trials} == {"sgd", "adam"}
 
 
 def test_several_values_need_multirun() -> None:

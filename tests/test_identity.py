@@ -6,15 +6,17 @@ import copy
 
 import pytest
 
-from orchestrator.composition import composer, to_container
+from orchestrator.composition import composer, to_trial_config
 from orchestrator.dotted_keys import flatten
 from orchestrator.identity import changed_keys, identity_config, sweep_id, trial_id
 from workers.training.model_kinds import FORMER_NAMES
 from orchestrator.planning import plan_sweep
+from workers.trial_config import as_plain
 
 
 def _config() -> dict:
-    return copy.deepcopy(plan_sweep(["dataset=digits"], multirun=False).trials[0].config)
+    """A trial's config as identity sees it: plain values."""
+    return as_plain(plan_sweep(["dataset=digits"], multirun=False).trials[0].config)
 
 
 def test_trial_id_ignores_where_to_run_keys() -> None:
@@ -85,7 +87,7 @@ def test_models_named_by_family_keep_the_ids_of_their_former_names(family: list[
     configs = []
     for overrides in (family, former):
         with composer() as compose:
-            configs.append(to_container(compose.point([*overrides, "dataset=cifar10", "dataset.root=/data"])))
+            configs.append(as_plain(to_trial_config(compose.point([*overrides, "dataset=cifar10", "dataset.root=/data"]))))
     assert [trial_id(config) for config in configs] == [recorded_id, recorded_id]
     now = configs[0]
     recorded = {**now, "model": {**now["model"], "name": FORMER_NAMES[now["model"]["name"]]}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.planning import plan_sweep
 from orchestrator.spectrum_plan import missing_spectrum_epochs
 from sweep_cli import run_sweep_here
+from workers.config_structure import trial_config_from
 from workers.spectrum_protocol import protocols_of
 
 pytestmark = pytest.mark.slow
@@ -41,8 +43,9 @@ def test_spectra_of_a_finished_sweep_without_retraining(tmp_path: Path, ray_addr
     assert first.returncode == 0, first.stdout + first.stderr
     assert "4 spectrum job(s) to run" in first.stdout
     for run_id, child in children.items():
-        config = json.loads(Path(client.download_artifacts(run_id, "trial_config.json", str(tmp_path / run_id))).read_text())
-        job = {**config, "spectrum": {**config["spectrum"], "steps": 16, "num_vectors": 2, "weights": None}}
+        config = trial_config_from(json.loads(Path(client.download_artifacts(run_id, "trial_config.json",
+                                                                             str(tmp_path / run_id))).read_text()))
+        job = replace(config, spectrum=replace(config.spectrum, steps=16, num_vectors=2, weights=None))
         expected = {p.metric_name("lambda_max", home=False): p for p in protocols_of(job)}
         after = client.get_run(run_id)
         # The defaults' protocol is the run's own (plain names); this one is another, so its names carry its id.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,22 +16,17 @@ from workers.spectrum_protocol import EVAL_BATCH_SIZE, batch_size_of, home_proto
 from workers.training.checkpoint import TrainingState
 from workers.training.models import build_model
 from workers.training.recipe import Recipe
-
-
-def _config(*overrides: str) -> dict:
-    return copy.deepcopy(_composed(overrides))
+from workers.trial_config import TrialConfig
 
 
 @functools.lru_cache(maxsize=None)
-def _composed(overrides: tuple[str, ...]) -> dict:
+def _config(*overrides: str) -> TrialConfig:
     [trial] = plan_sweep(["dataset=digits", "spectrum=slq", *overrides], multirun=False).trials
     return trial.config
 
 
-def _with(config: dict, **spectrum: object) -> dict:
-    changed = copy.deepcopy(config)
-    changed["spectrum"].update(spectrum)
-    return changed
+def _with(config: TrialConfig, **spectrum: object) -> TrialConfig:
+    return replace(config, spectrum=replace(config.spectrum, **spectrum))
 
 
 def test_the_protocol_follows_what_decides_the_numbers_only() -> None:
@@ -50,9 +46,9 @@ def test_batch_size_decides_the_operator_in_batchnorm_train_mode_only() -> None:
     assert protocols_of(config)[0].batch_size == 64
     assert protocols_of(_with(config, batch_size=32))[0].id != protocols_of(config)[0].id
     # Unset (null), the batch size is the one the trial trained with in train mode, a memory bound in eval mode.
-    config["spectrum"]["batch_size"] = None
-    assert batch_size_of(config) == config["trainer"]["batch_size"] == protocols_of(config)[0].batch_size
-    config["spectrum"]["bn_mode"] = "eval"
+    config = _with(config, batch_size=None)
+    assert batch_size_of(config) == config.trainer.batch_size == protocols_of(config)[0].batch_size
+    config = _with(config, bn_mode="eval")
     assert batch_size_of(config) == EVAL_BATCH_SIZE and protocols_of(config)[0].batch_size is None
 
 
@@ -78,10 +74,10 @@ def test_checkpointed_average_equals_the_one_rebuilt_from_an_older_checkpoint() 
     [trial] = plan_sweep(["dataset=cifar10", "dataset.root=/data", "spectrum=slq", "optimizer=gadam",
                           "trainer.epochs=2", "optimizer.averaging.start_epoch=1", "model=vgg", "model.depth=11",
                           "model.width_factor=0.125"], multirun=False).trials
-    config = copy.deepcopy(trial.config)
+    config = trial.config
     torch.manual_seed(0)
     inputs, targets = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
-    model = build_model(config["model"], (3, 32, 32), 10)
+    model = build_model(config.model, (3, 32, 32), 10)
     recipe = Recipe(config, model, 4)
     for epoch in range(2):
         recipe.set_epoch(epoch)
@@ -95,7 +91,7 @@ def test_checkpointed_average_equals_the_one_rebuilt_from_an_older_checkpoint() 
     _, average = protocols_of(config)
     new = TrainingState(2, 8, model.state_dict(), recipe.state_dict(), {}, averaged.state_dict())
     old = TrainingState(2, 8, model.state_dict(), recipe.state_dict(), {})
-    fresh = build_model(config["model"], (3, 32, 32), 10)
+    fresh = build_model(config.model, (3, 32, 32), 10)
     from_checkpoint = copy.deepcopy(_network(average, new, fresh, inputs, config).state_dict())
     rebuilt = _network(average, old, fresh, inputs, config).state_dict()
     assert from_checkpoint.keys() == rebuilt.keys()
@@ -105,6 +101,6 @@ def test_checkpointed_average_equals_the_one_rebuilt_from_an_older_checkpoint() 
     # Before averaging starts there is no average: left out under weights=both, an error when asked for alone.
     empty = TrainingState(1, 4, model.state_dict(), {**recipe.state_dict(), "averaging": {"count": 0, "mean": None}}, {})
     assert _network(average, empty, fresh, inputs, config) is None
-    config["spectrum"]["weights"] = "average"
+    config = _with(config, weights="average")
     with pytest.raises(ValueError, match="holds no averaged weights yet"):
         _network(average, empty, fresh, inputs, config)

@@ -46,7 +46,7 @@ def test_killed_spectrum_worker_resumes_from_saved_progress(tmp_path: Path, ray_
     # Saves come at steps 5, 10, 15 of the first seed vector: the worker process exits right after the third.
     spec = SpectrumJobSpec(run_id, TrackingEndpoint(mlflow_uri), job, (2,), finishes_trial=False,
                            faults={"exit_after_saves": 3})
-    outcome = ray.get(spectrum_task(job["spectrum"]).remote(spec))
+    outcome = ray.get(spectrum_task(job.spectrum).remote(spec))
     assert outcome.state == "FINISHED", outcome.error
 
     files = {Path(f.path).name for f in client.list_artifacts(run_id, f"spectrum/{protocol.id}")}
@@ -57,8 +57,8 @@ def test_killed_spectrum_worker_resumes_from_saved_progress(tmp_path: Path, ray_
     assert record["steps_taken"] == [30, 30, 30]
 
     # The same numbers as one uninterrupted computation on the same checkpoint.
-    splits = load_dataset(job["dataset"])
-    model = build_model(job["model"], splits.input_shape, splits.num_classes)
+    splits = load_dataset(job.dataset)
+    model = build_model(job.model, splits.input_shape, splits.num_classes)
     store = CheckpointStore(RunArtifacts(client, mlflow_uri, run_id), tmp_path / "ckpt", keep=1)
     model.load_state_dict(store.load(2).model)
     straight = compute_spectrum(model, F.cross_entropy, splits.train_inputs, splits.train_targets, settings_from(job))

@@ -20,6 +20,7 @@ from orchestrator.sweep_guard import LOG_NAME
 from orchestrator.store_lock import LOCK_NAME
 from orchestrator.tracking import SweepRecord, SweepTracker
 from workers.run_status import set_run_status
+from trial_configs import compose_trial
 from workers.tracking_endpoint import TrackingEndpoint
 
 EXPERIMENT, SWEEP = "guarded", "guarded-sweep"
@@ -30,7 +31,7 @@ from orchestrator.planning import plan_sweep
 from orchestrator.sweep_guard import local_sweep_hold
 from orchestrator.tracking import resolve_target
 plan = plan_sweep(["sweep.name=%s", "tracking.local_dir=%s", "tracking.experiment=%s"], multirun=False)
-with local_sweep_hold(resolve_target(plan.settings["tracking"]), plan):
+with local_sweep_hold(resolve_target(plan.base_config.tracking), plan):
     print("held", flush=True)
     how = sys.stdin.readline().strip()
     if how == "raise":
@@ -49,7 +50,7 @@ def _store(directory: Path) -> SweepTracker:
     parent = tracker.ensure_parent(SWEEP, SweepRecord((), True, (), {}))
     for trial_id, status in (("t-running", "RUNNING"), ("t-scheduled", "SCHEDULED"), ("t-finished", "FINISHED"),
                              ("t-failed", "FAILED")):
-        run = tracker.open_trial_run(parent, SWEEP, trial_id, (f"trial={trial_id}",), {})
+        run = tracker.open_trial_run(parent, SWEEP, trial_id, (f"trial={trial_id}",), compose_trial())
         set_run_status(tracker.client, run.run_id, status)
     return tracker
 

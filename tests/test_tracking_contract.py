@@ -26,11 +26,14 @@ from orchestrator.mlflow_server import LocalMlflowServer, local_store
 from orchestrator.status import trial_status
 from orchestrator.tracking import SweepRecord, SweepTracker
 from tracking_servers import ADMIN_USER, AUTH_PASSWORD, StockServer
+from trial_configs import changed, compose_trial
+from workers.config_structure import trial_config_from
 from workers.artifacts import CHECKPOINT_DIR, SPECTRUM_DIR, TRIAL_CONFIG, checkpoint_epochs
 from workers.run_logger import RunLogger
 from workers.tracking_endpoint import PASSWORD_ENV, USERNAME_ENV, TrackingEndpoint
 from workers.training.checkpoint import TrainingState, capture_rng, sha256_of, write_checkpoint
 from workers.training.checkpoint_store import CheckpointStore
+from workers.trial_config import TrialConfig
 
 STORES = ("embedded", "stock-sqlite", "stock-postgres", "auth-env", "auth-uri")
 
@@ -77,18 +80,22 @@ def _state(epoch: int) -> TrainingState:
     return TrainingState(epoch, 10 * epoch, {"w": torch.full((3,), float(epoch))}, {"optimizer": {}}, capture_rng(generator))
 
 
+def _config(store: Store, lr: float) -> TrialConfig:
+    config = compose_trial(f"optimizer.lr={lr}", "trainer.epochs=3")
+    return changed(config, "tracking.uri", store.writer.shown)
+
+
 def _trial(store: Store, experiment: str, sweep: str = "contract") -> tuple[SweepTracker, str, str]:
     tracker = SweepTracker(store.writer, experiment)
     record = SweepRecord(("-m", "optimizer.lr=0.1,0.2"), True, ("optimizer.lr",), {"trainer": {"epochs": 3}})
     parent = tracker.ensure_parent(sweep, record)
-    config = {"optimizer": {"lr": 0.1}, "trainer": {"epochs": 3}, "tracking": {"uri": store.writer.shown}}
-    run_id = tracker.create_trial_run(parent, sweep, "t-01", ("optimizer.lr=0.1",), config)
+    run_id = tracker.create_trial_run(parent, sweep, "t-01", ("optimizer.lr=0.1",), _config(store, 0.1))
     return tracker, parent, run_id
 
 
 def test_parent_and_trial_runs_are_found_by_their_tags(store: Store, experiment: str, tmp_path: Path) -> None:
     tracker, parent, run_id = _trial(store, experiment)
-    second = tracker.create_trial_run(parent, "contract", "t-02", ("optimizer.lr=0.2",), {"optimizer": {"lr": 0.2}})
+    second = tracker.create_trial_run(parent, "contract", "t-02", ("optimizer.lr=0.2",), _config(store, 0.2))
     assert tracker.ensure_parent("contract", SweepRecord((), True, (), {})) == parent, "found again, not duplicated"
 
     reader = SweepTracker(store.reader, experiment)
@@ -102,8 +109,9 @@ def test_parent_and_trial_runs_are_found_by_their_tags(store: Store, experiment:
     assert run.data.params["optimizer.lr"] == "0.1"
     assert run.data.tags["mlflow.parentRunId"] == parent
     assert json.loads(run.data.tags["overrides"]) == ["optimizer.lr=0.1"]
-    config = json.loads(Path(reader.client.download_artifacts(run_id, TRIAL_CONFIG, str(tmp_path))).read_text())
-    assert config["optimizer"] == {"lr": 0.1}
+    stored = json.loads(Path(reader.client.download_artifacts(run_id, TRIAL_CONFIG, str(tmp_path))).read_text())
+    assert stored["optimizer"]["lr"] == 0.1
+    assert trial_config_from(stored) == _config(store, 0.1), "the stored config reads back as the value it was"
     assert reader.sweep_record("contract") == SweepRecord((), True, (), {}), "the plan record is kept current"
 
 

@@ -5,8 +5,9 @@ the workers apply the same rules where they read the values (the training groups
 :mod:`workers.training.config_checks`, which these extend). Pure Python, no torch, so the control plane may
 import it. Each check raises a one-line ``ValueError`` naming the key, its value and what is allowed.
 
-Where a rule restates one the compute plane enforces itself (the spectrum job's devices and shards, in
-``workers.curvature``), ``tests/test_config_rules.py`` pins the two to agree.
+The spectrum job's settings apply :data:`SPECTRUM_RULES` themselves; where a rule restates what the compute plane
+finds only as it runs (the spectrum job's devices and data shards), ``tests/test_config_rules.py`` pins the two to
+agree.
 """
 
 from __future__ import annotations
@@ -15,26 +16,58 @@ import builtins
 import importlib
 import math
 import re
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from workers.spectrum_protocol import batch_size_of
 from workers.training.config_checks import check_model_fits_dataset, check_training_config, training_examples
-from workers.training.rules import Rule
+from workers.training.rules import Rule, apply_rules, show
+from workers.trial_config import TrialConfig
 
 
 # np.random.seed, which every trial calls, takes 0 .. 2**32 - 1.
 SEED_MAX = 2**32 - 1
-_SEED = (lambda v: 0 <= v <= SEED_MAX, f"an integer in [0, {SEED_MAX}] (what numpy accepts as a seed)")
-_AT_LEAST_ONE = (lambda v: v >= 1, "an integer >= 1")
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, but steps=True is a slip, not a request for one step.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_SEED = (lambda v: _is_int(v) and 0 <= v <= SEED_MAX, f"an integer in [0, {SEED_MAX}] (what numpy accepts as a seed)")
+_AT_LEAST_ONE = (lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+_NULL_OR_AT_LEAST_ONE = (lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1")
 
 TRAINER_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-# The devices the spectrum job computes on (workers.curvature.job.DEVICES); it reads trainer.device with cuda:N
-# taken as cuda, the first GPU its Ray task is given.
+# The devices the spectrum job computes on; it reads trainer.device with cuda:N taken as cuda, the first GPU its
+# Ray task is given.
 SPECTRUM_DEVICES = ("auto", "cpu", "cuda")
-# Where the Lanczos basis may live (workers.curvature.job.BASIS_DEVICES): with the products, or in host memory.
+# Where the Lanczos basis may live: with the products, or in host memory.
 BASIS_DEVICES = (None, "cpu")
 # A search's pruners (orchestrator/study.py): none, or optuna's MedianPruner.
 PRUNERS = (None, "median")
+
+# The ``spectrum`` group's own rules, by key within the group. The spectrum job's settings
+# (workers.curvature.job.SpectrumSettings) apply these same rules, so a spectrum accepted before launch is accepted
+# by the job after training. Two steps at least: one Lanczos step has a single Ritz value, no spectrum to speak of.
+SPECTRUM_RULES: tuple[Rule, ...] = (
+    ("steps", lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    ("num_vectors", *_AT_LEAST_ONE),
+    ("seed", *_SEED),
+    ("distribution", lambda v: v in ("rademacher", "gaussian"), "rademacher or gaussian"),
+    ("operator", lambda v: v in ("hessian", "ggn"), "hessian or ggn"),
+    ("bn_mode", lambda v: v in ("train", "eval"), "train or eval"),
+    ("dtype", lambda v: v in ("float32", "float64"), "float32 or float64"),
+    ("max_samples", *_NULL_OR_AT_LEAST_ONE),
+    ("batch_size", *_NULL_OR_AT_LEAST_ONE),
+    ("num_workers", *_AT_LEAST_ONE),
+    ("gpus_per_worker", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    ("cpus_per_worker", lambda v: _is_number(v) and v > 0, "a number > 0"),
+    ("basis_device", lambda v: v in BASIS_DEVICES, "null or cpu"),
+)
 
 KEY_RULES: tuple[Rule, ...] = (
     ("trainer.epochs", *_AT_LEAST_ONE),
@@ -46,68 +79,46 @@ KEY_RULES: tuple[Rule, ...] = (
     ("dataset.split_seed", *_SEED),
     ("checkpoint.every", *_AT_LEAST_ONE),
     ("checkpoint.keep", *_AT_LEAST_ONE),
-    ("spectrum.steps", lambda v: v >= 2, "an integer >= 2"),
-    ("spectrum.num_vectors", *_AT_LEAST_ONE),
-    ("spectrum.seed", *_SEED),
-    ("spectrum.distribution", lambda v: v in ("rademacher", "gaussian"), "rademacher or gaussian"),
-    ("spectrum.operator", lambda v: v in ("hessian", "ggn"), "hessian or ggn"),
-    ("spectrum.bn_mode", lambda v: v in ("train", "eval"), "train or eval"),
-    ("spectrum.dtype", lambda v: v in ("float32", "float64"), "float32 or float64"),
-    ("spectrum.max_samples", lambda v: v is None or v >= 1, "null or an integer >= 1"),
-    ("spectrum.batch_size", lambda v: v is None or v >= 1, "null or an integer >= 1"),
-    ("spectrum.num_workers", *_AT_LEAST_ONE),
-    ("spectrum.gpus_per_worker", lambda v: v >= 0, "a number >= 0"),
-    ("spectrum.cpus_per_worker", lambda v: v > 0, "a number > 0"),
-    ("spectrum.basis_device", lambda v: v in BASIS_DEVICES, "null or cpu"),
+    *((f"spectrum.{key}", ok, allowed) for key, ok, allowed in SPECTRUM_RULES),
+    ("spectrum.progress_every", lambda v: v >= 0, "an integer >= 0 (0: never save progress)"),
+    ("spectrum.progress_basis_mb", lambda v: v >= 0, "a number of MB >= 0"),
     ("sweep.pruner", lambda v: v in PRUNERS, "null or " + " or ".join(p for p in PRUNERS if p)),
     ("sweep.pruner_startup_trials", lambda v: v >= 0, "an integer >= 0"),
     ("sweep.pruner_warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
 )
 
 
-def show(value: Any) -> str:
-    """A value as the user typed it on the command line."""
-    if value is None:
-        return "null"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(map(show, value)) + "]"
-    return str(value)
-
-
-def _lookup(config: Mapping[str, Any], dotted_key: str) -> tuple[bool, Any]:
+def _lookup(config: TrialConfig, dotted_key: str) -> Any:
     node: Any = config
     for part in dotted_key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
+        node = getattr(node, part)
+    return node
 
 
-def check_keys(config: Mapping[str, Any], rules: Sequence[Rule] = KEY_RULES) -> None:
-    """Each key's own range; a key the config lacks is the schema's business, not a rule's."""
+def check_keys(config: TrialConfig, rules: Sequence[Rule] = KEY_RULES) -> None:
+    """Each key's own range."""
     for key, ok, allowed in rules:
-        present, value = _lookup(config, key)
-        if present and not ok(value):
+        value = _lookup(config, key)
+        if not ok(value):
             raise ValueError(f"{key}={show(value)}: must be {allowed}")
 
 
-def check_config(config: Mapping[str, Any]) -> None:
+def check_config(config: TrialConfig) -> None:
     """Every rule on one trial config that needs no knowledge of the data: keys, training groups, retries."""
     check_keys(config)
     check_training_config(config)
-    check_retry_exceptions(config["cluster"]["retry_exceptions"])
-    epochs = config["trainer"]["epochs"]
-    at_epochs = config["spectrum"]["at_epochs"]
+    check_retry_exceptions(config.cluster.retry_exceptions)
+    epochs = config.trainer.epochs
+    at_epochs = config.spectrum.at_epochs
     if any(not 1 <= epoch <= epochs for epoch in at_epochs):
         raise ValueError(f"spectrum.at_epochs={show(at_epochs)}: each epoch must be in [1, {epochs}]")
     check_pruner(config)
 
 
-def check_pruner(config: Mapping[str, Any]) -> None:
+def check_pruner(config: TrialConfig) -> None:
     """A pruner judges the epochs after its warm-up, and a trial it prunes stops at its next epoch, which must not be
     its last: otherwise it could never stop a trial."""
-    sweep, epochs = config["sweep"], config["trainer"]["epochs"]
-    pruner, warmup = sweep["pruner"], sweep["pruner_warmup_epochs"]
+    epochs, pruner, warmup = config.trainer.epochs, config.sweep.pruner, config.sweep.pruner_warmup_epochs
     if pruner is None or warmup + 3 <= epochs:
         return
     why = ("could never stop a trial (it judges the epochs after the warm-up and stops a trial at its next epoch, "
@@ -119,11 +130,11 @@ def check_pruner(config: Mapping[str, Any]) -> None:
                      f">= {warmup + 3}")
 
 
-def check_fits(config: Mapping[str, Any]) -> None:
+def check_fits(config: TrialConfig) -> None:
     """How the groups of a whole trial config fit together: the model its data, the spectrum job its device and
     data. (`sweep spectrum` composes no trial, so it checks its jobs' stored configs with check_spectrum_job.)"""
-    check_model_fits_dataset(config["model"], config["dataset"])
-    if config["spectrum"]["enabled"]:
+    check_model_fits_dataset(config.model, config.dataset)
+    if config.spectrum.enabled:
         check_spectrum_job(config)
 
 
@@ -133,15 +144,15 @@ def spectrum_device(trainer_device: str) -> str:
     return "cuda" if trainer_device.startswith("cuda") else trainer_device
 
 
-def check_spectrum_job(config: Mapping[str, Any]) -> None:
+def check_spectrum_job(config: TrialConfig) -> None:
     """What the spectrum job would refuse only once it starts, after training: its device and its data shards."""
-    check_keys(config, [rule for rule in KEY_RULES if rule[0].startswith("spectrum.")])
-    spectrum, trainer_device = config["spectrum"], str(config["trainer"]["device"])
+    apply_rules("spectrum", config.spectrum, SPECTRUM_RULES)
+    spectrum, trainer_device = config.spectrum, config.trainer.device
     device = spectrum_device(trainer_device)
     if device not in SPECTRUM_DEVICES:
         raise ValueError(f"trainer.device={trainer_device}: the spectrum job (spectrum.enabled) computes on auto, "
                          "cpu or cuda; allowed with spectra: auto, cpu, cuda or cuda:N")
-    workers, gpus = spectrum["num_workers"], spectrum["gpus_per_worker"]
+    workers, gpus = spectrum.num_workers, spectrum.gpus_per_worker
     if workers > 1 and device != "auto" and (device == "cuda") != (gpus > 0):
         wanted = "> 0" if device == "cuda" else "0"
         raise ValueError(
@@ -152,21 +163,21 @@ def check_spectrum_job(config: Mapping[str, Any]) -> None:
     check_shards(config)
 
 
-def check_shards(config: Mapping[str, Any]) -> None:
+def check_shards(config: TrialConfig) -> None:
     """Each of spectrum.num_workers shards holds whole batches of spectrum.batch_size (workers.curvature.sharded)."""
-    spectrum = config["spectrum"]
-    workers = spectrum["num_workers"]
+    spectrum = config.spectrum
+    workers = spectrum.num_workers
     if workers == 1:
         return
-    examples = training_examples(config["dataset"])
-    if spectrum["max_samples"] is not None:
-        examples = min(examples, spectrum["max_samples"])
+    examples = training_examples(config.dataset)
+    if spectrum.max_samples is not None:
+        examples = min(examples, spectrum.max_samples)
     batch_size = batch_size_of(config)
     batches = math.ceil(examples / batch_size)
     if workers > batches:
         raise ValueError(
             f"spectrum.num_workers={workers}: the spectrum's {examples} training examples (dataset="
-            f"{config['dataset']['name']}, spectrum.max_samples={show(spectrum['max_samples'])}) make only {batches} "
+            f"{config.dataset.name}, spectrum.max_samples={show(spectrum.max_samples)}) make only {batches} "
             f"batch(es) of spectrum.batch_size={batch_size}, and each worker needs at least one; allowed: "
             f"at most {batches}, or a smaller spectrum.batch_size"
         )

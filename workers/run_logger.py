@@ -13,7 +13,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar
+from typing import Callable, Iterator, Mapping, Optional, Sequence, TypeVar
 
 from mlflow.entities import Metric, RunTag
 
@@ -22,6 +22,7 @@ from workers.retry import retrying
 from workers.run_artifacts import RunArtifacts
 from workers.run_status import set_run_status
 from workers.tracking_endpoint import TrackingEndpoint, scrub
+from workers.trial_config import TrackingConfig
 from workers.vocabulary import (ATTEMPT_TAG, CHECKPOINT_EPOCH_TAG, EPOCH_TAG, ERROR_TAG, HEARTBEAT_INTERVAL_TAG,
                                 HEARTBEAT_TAG, NODE_ID_TAG, NODE_TAG, PRUNED_TAG, RECOMPUTED_TAG, RESUMED_FROM_TAG,
                                 WORKER_PID_TAG, RunStatus)
@@ -46,11 +47,11 @@ class RunLogger:
         self._pending_lock = threading.Lock()
 
     @classmethod
-    def for_run(cls, endpoint: TrackingEndpoint, run_id: str, tracking: Mapping[str, Any],
+    def for_run(cls, endpoint: TrackingEndpoint, run_id: str, tracking: TrackingConfig,
                 artifact_uri: Optional[str] = None) -> "RunLogger":
         """A logger with the sweep's ``tracking.heartbeat_interval`` and ``tracking.outage_timeout``."""
-        return cls(endpoint, run_id, heartbeat_interval=float(tracking["heartbeat_interval"]),
-                   outage_timeout=float(tracking["outage_timeout"]), artifact_uri=artifact_uri)
+        return cls(endpoint, run_id, heartbeat_interval=tracking.heartbeat_interval,
+                   outage_timeout=tracking.outage_timeout, artifact_uri=artifact_uri)
 
     def _call(self, call: Callable[[], T], what: str) -> T:
         return retrying(call, self.outage_timeout, f"{what} of run {self.run_id}")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from workers.tracking_endpoint import TrackingEndpoint
+from workers.trial_config import TrialConfig
 from workers.vocabulary import RunStatus
 
 
@@ -19,8 +20,8 @@ class TrialSpec:
     # The trial's child run, created by the orchestrator before launch; the worker logs into it.
     run_id: str
     tracking: TrackingEndpoint
-    # The trial's resolved config as nested plain dicts (model, dataset, optimizer, ..., trainer).
-    config: dict[str, Any]
+    # The trial's resolved config, built once by the control plane.
+    config: TrialConfig
     # Test-only fault injection; not part of the trial's identity.
     faults: dict[str, Any] = field(default_factory=dict)
     # Who owns the trial: the sweep's coordinator (an actor handle), told when an attempt starts (trial_started) and
@@ -39,8 +40,8 @@ class SpectrumJobSpec:
 
     run_id: str
     tracking: TrackingEndpoint
-    # The trial's resolved config; its ``spectrum`` node holds the settings.
-    config: dict[str, Any]
+    # The trial's resolved config; its ``spectrum`` group holds the settings.
+    config: TrialConfig
     epochs: tuple[int, ...]
     # True when the job completes a sweep trial (the run ends FINISHED); False for `sweep spectrum`.
     finishes_trial: bool
@@ -48,11 +49,11 @@ class SpectrumJobSpec:
     faults: dict[str, Any] = field(default_factory=dict)
 
 
-def spectrum_epochs(config: dict[str, Any]) -> tuple[int, ...]:
+def spectrum_epochs(config: TrialConfig) -> tuple[int, ...]:
     """The epochs a sweep trial computes spectra at (the listed ones and the last); none when disabled."""
-    if not config["spectrum"]["enabled"]:
+    if not config.spectrum.enabled:
         return ()
-    return tuple(sorted({*config["spectrum"]["at_epochs"], int(config["trainer"]["epochs"])}))
+    return tuple(sorted({*config.spectrum.at_epochs, config.trainer.epochs}))
 
 
 class RetryableTrialError(RuntimeError):

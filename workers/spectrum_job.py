@@ -13,7 +13,7 @@ import json
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,8 @@ from mlflow.entities import RunTag
 from torch import nn
 
 from workers.curvature.job import SpectrumSettings, compute_spectrum
+from workers.config_rules import spectrum_device
+from workers.config_structure import trial_config_from
 from workers.curvature.plots import plot_density
 from workers.curvature.result import SpectrumResult
 from workers.artifacts import TRIAL_CONFIG, spectrum_dir, spectrum_epochs_done, spectrum_record_name
@@ -36,25 +38,20 @@ from workers.training.checkpoint_store import CheckpointStore
 from workers.training.data import load_dataset
 from workers.training.models import build_model
 from workers.training.optimizers import l2_coefficient
+from workers.trial_config import TrialConfig
 
-# Keys of the ``spectrum`` config node that SpectrumSettings takes as they are.
+# Keys of the ``spectrum`` group that SpectrumSettings takes as they are.
 SETTINGS_KEYS = ("steps", "num_vectors", "seed", "distribution", "operator", "bn_mode", "dtype", "num_workers",
-                 "gpus_per_worker", "cpus_per_worker", "max_samples")
+                 "gpus_per_worker", "cpus_per_worker", "max_samples", "basis_device")
 
 
-def settings_from(config: Mapping[str, Any]) -> SpectrumSettings:
-    spectrum = config["spectrum"]
-    return SpectrumSettings(**{key: spectrum[key] for key in SETTINGS_KEYS}, batch_size=batch_size_of(config),
-                            basis_device=spectrum.get("basis_device"), device=_device(config))
-
-
-def _device(config: Mapping[str, Any]) -> str:
-    device = str(config["trainer"]["device"])
-    return "cuda" if device.startswith("cuda") else device
+def settings_from(config: TrialConfig) -> SpectrumSettings:
+    return SpectrumSettings(**{key: getattr(config.spectrum, key) for key in SETTINGS_KEYS},
+                            batch_size=batch_size_of(config), device=spectrum_device(config.trainer.device))
 
 
 def run_spectrum_job(spec: SpectrumJobSpec) -> TrialOutcome:
-    logger = RunLogger.for_run(spec.tracking, spec.run_id, spec.config["tracking"])
+    logger = RunLogger.for_run(spec.tracking, spec.run_id, spec.config.tracking)
     trial_id = logger.client.get_run(spec.run_id).data.tags.get(TRIAL_TAG, spec.run_id)
     try:
         with logger.beating():
@@ -80,8 +77,8 @@ def _compute_and_log(spec: SpectrumJobSpec, logger: RunLogger) -> dict[str, floa
     if not todo:
         return {}
     torch.set_num_threads(max(1, int(settings.cpus_per_worker)))
-    splits = load_dataset(config["dataset"])
-    model = build_model(config["model"], splits.input_shape, splits.num_classes)
+    splits = load_dataset(config.dataset)
+    model = build_model(config.model, splits.input_shape, splits.num_classes)
     metrics: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="spectrum-") as scratch_dir:
         scratch = Path(scratch_dir)
@@ -93,10 +90,10 @@ def _compute_and_log(spec: SpectrumJobSpec, logger: RunLogger) -> dict[str, floa
                 network = _network(protocol, state, model, splits.train_inputs, config)
                 if network is None:
                     continue
-                progress = ArtifactProgress(artifacts, protocol.id, epoch, scratch, config["spectrum"], spec.faults)
+                progress = ArtifactProgress(artifacts, protocol.id, epoch, scratch, config.spectrum, spec.faults)
                 result = shifted_by_l2(compute_spectrum(network, F.cross_entropy, splits.train_inputs,
                                                         splits.train_targets, settings, progress),
-                                       l2_coefficient(config["optimizer"]))
+                                       l2_coefficient(config.optimizer))
                 metrics.update(_log_result(logger, result, protocol, protocol.id in home, settings, config, epoch,
                                            scratch, progress.describe()))
                 progress.clear()
@@ -110,16 +107,16 @@ def _missing(artifacts: RunArtifacts, protocols: tuple[SpectrumProtocol, ...],
     return [(epoch, p) for epoch in epochs for p in protocols if epoch not in done[p.id]]
 
 
-def _stored_config(artifacts: RunArtifacts, scratch: Path) -> Optional[dict[str, Any]]:
+def _stored_config(artifacts: RunArtifacts, scratch: Path) -> Optional[TrialConfig]:
     """The config the run was created with (its spectrum settings decide the plain metric names)."""
     try:
-        return json.loads(artifacts.download(TRIAL_CONFIG, scratch / "stored").read_text())
+        return trial_config_from(json.loads(artifacts.download(TRIAL_CONFIG, scratch / "stored").read_text()))
     except Exception:  # noqa: BLE001 - a run made outside a sweep has none; the job's own config stands in
         return None
 
 
 def _network(protocol: SpectrumProtocol, state: TrainingState, model: nn.Module, train_inputs: torch.Tensor,
-             config: Mapping[str, Any]) -> Optional[nn.Module]:
+             config: TrialConfig) -> Optional[nn.Module]:
     """The checkpoint's iterate, or its iterate average (with the BatchNorm statistics recomputed for it); None
     when the average is asked for together with the iterate (weights=both) but averaging had not begun yet."""
     if protocol.weights != AVERAGE:
@@ -130,7 +127,7 @@ def _network(protocol: SpectrumProtocol, state: TrainingState, model: nn.Module,
         return model
     averaging = state.recipe.get("averaging") or {}
     if averaging.get("mean") is None:
-        if config["spectrum"].get("weights") == AVERAGE:
+        if config.spectrum.weights == AVERAGE:
             raise ValueError(f"spectrum.weights=average: the checkpoint of epoch {state.epoch} holds no averaged "
                              "weights yet (averaging starts after optimizer.averaging.start_epoch)")
         return None
@@ -139,12 +136,12 @@ def _network(protocol: SpectrumProtocol, state: TrainingState, model: nn.Module,
     with torch.no_grad():
         for param, mean in zip(model.parameters(), averaging["mean"], strict=True):
             param.copy_(mean)
-    recompute_batchnorm(model, train_inputs, int(config["trainer"]["batch_size"]))
+    recompute_batchnorm(model, train_inputs, config.trainer.batch_size)
     return model
 
 
 def _log_result(logger: RunLogger, result: SpectrumResult, protocol: SpectrumProtocol, home: bool,
-                settings: SpectrumSettings, config: Mapping[str, Any], epoch: int, scratch: Path,
+                settings: SpectrumSettings, config: TrialConfig, epoch: int, scratch: Path,
                 resumed_from: Optional[dict[str, int]]) -> dict[str, float]:
     values = (result.lambda_max, result.lambda_min, result.trace_estimate,
               # The fewest steps any run took: below spectrum.steps it flags a run that stopped at invariance.
@@ -168,16 +165,16 @@ def shifted_by_l2(result: SpectrumResult, gamma: float) -> SpectrumResult:
 
 
 def _log_artifacts(logger: RunLogger, result: SpectrumResult, protocol: SpectrumProtocol, settings: SpectrumSettings,
-                   config: Mapping[str, Any], epoch: int, scratch: Path, resumed_from: Optional[dict[str, int]]) -> None:
+                   config: TrialConfig, epoch: int, scratch: Path, resumed_from: Optional[dict[str, int]]) -> None:
     """``spectrum/<protocol>/epoch_<n>.png``, then the ``.json`` record: the record is what marks a result done.
     ``resumed_from`` says where a killed earlier attempt's progress let this one start."""
     record = {**result.to_dict(), "epoch": epoch, "protocol": protocol.to_dict(), "settings": vars(settings),
-              "l2_shift": l2_coefficient(config["optimizer"]), "resumed_from": resumed_from}
+              "l2_shift": l2_coefficient(config.optimizer), "resumed_from": resumed_from}
     out = scratch / protocol.id
     out.mkdir(exist_ok=True)
     weights = " (averaged weights)" if protocol.weights == AVERAGE else ""
-    png = plot_density(result, out / f"epoch_{epoch}.png", title=f"{config['model']['name']} / "
-                       f"{config['optimizer']['name']}{weights}, epoch {epoch}, protocol {protocol.id}")
+    png = plot_density(result, out / f"epoch_{epoch}.png", title=f"{config.model.name} / "
+                       f"{config.optimizer.name}{weights}, epoch {epoch}, protocol {protocol.id}")
     logger.log_artifact(png, spectrum_dir(protocol.id))
     json_path = out / spectrum_record_name(epoch)
     json_path.write_text(json.dumps(record))

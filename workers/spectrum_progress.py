@@ -18,25 +18,25 @@ from workers.artifacts import spectrum_dir, spectrum_progress_name
 from workers.curvature.lanczos import LanczosResult, LanczosState
 from workers.curvature.slq import SLQState
 from workers.run_artifacts import RunArtifacts
+from workers.trial_config import SpectrumConfig
 
 FORMAT = 1
-DEFAULT_EVERY, DEFAULT_BASIS_MB = 10, 256.0
 
 
 class ArtifactProgress:
     """The Progress of one (epoch, protocol) result (workers.curvature.slq.Progress)."""
 
     def __init__(self, artifacts: RunArtifacts, protocol_id: str, epoch: int, scratch: Path,
-                 spectrum: Mapping[str, Any], faults: Optional[Mapping[str, Any]] = None) -> None:
+                 spectrum: SpectrumConfig, faults: Optional[Mapping[str, Any]] = None) -> None:
         self.artifacts = artifacts
         self.directory = spectrum_dir(protocol_id)
         self.name = spectrum_progress_name(epoch)
         self.key = {"format": FORMAT, "protocol": protocol_id, "epoch": epoch}
         self.scratch = scratch / f"progress-{protocol_id}-{epoch}"
         self.scratch.mkdir(parents=True, exist_ok=True)
-        self.every = max(1, int(spectrum.get("progress_every", DEFAULT_EVERY)))
-        self.enabled = int(spectrum.get("progress_every", DEFAULT_EVERY)) > 0
-        self.basis_limit = float(spectrum.get("progress_basis_mb", DEFAULT_BASIS_MB)) * 2**20
+        self.every = max(1, spectrum.progress_every)
+        self.enabled = spectrum.progress_every > 0
+        self.basis_limit = spectrum.progress_basis_mb * 2**20
         # Test-only: the worker process exits (a real death, which Ray retries) after this many saves, unless it
         # resumed.
         self.exit_after = (faults or {}).get("exit_after_saves")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Optional
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Optional
+
+from workers.trial_config import TrialConfig
 
 ITERATE, AVERAGE = "iterate", "average"
 WEIGHTS = (ITERATE, AVERAGE)
@@ -63,51 +65,52 @@ class SpectrumProtocol:
         return {"id": self.id, **asdict(self)}
 
 
-def averages_iterates(config: Mapping[str, Any]) -> bool:
-    return bool(config["optimizer"].get("averaging", {}).get("enabled", False))
+def averages_iterates(config: TrialConfig) -> bool:
+    return config.optimizer.averaging.enabled
 
 
-def weights_of(config: Mapping[str, Any]) -> tuple[str, ...]:
+def weights_of(config: TrialConfig) -> tuple[str, ...]:
     """The models whose spectra ``spectrum.weights`` asks for, in a fixed order."""
-    choice = config["spectrum"].get("weights")
+    choice = config.spectrum.weights
     if choice is None:
         return WEIGHTS if averages_iterates(config) else (ITERATE,)
     if choice not in WEIGHT_CHOICES:
         raise ValueError(f"spectrum.weights={choice}: must be one of {', '.join(WEIGHT_CHOICES)} or null")
     if choice != ITERATE and not averages_iterates(config):
-        raise ValueError(f"spectrum.weights={choice}: optimizer {config['optimizer']['name']} does not average "
+        raise ValueError(f"spectrum.weights={choice}: optimizer {config.optimizer.name} does not average "
                          "iterates; use iterate (or an optimizer with averaging.enabled)")
     return WEIGHTS if choice == "both" else (choice,)
 
 
-def batch_size_of(config: Mapping[str, Any]) -> int:
+def batch_size_of(config: TrialConfig) -> int:
     """``spectrum.batch_size``; null means the trial's own ``trainer.batch_size`` in BatchNorm train mode (the
     operator the network was trained under) and EVAL_BATCH_SIZE in eval mode."""
-    size = config["spectrum"].get("batch_size")
-    if size is not None:
-        return int(size)
-    return int(config["trainer"]["batch_size"]) if config["spectrum"]["bn_mode"] == "train" else EVAL_BATCH_SIZE
+    spectrum = config.spectrum
+    if spectrum.batch_size is not None:
+        return spectrum.batch_size
+    return config.trainer.batch_size if spectrum.bn_mode == "train" else EVAL_BATCH_SIZE
 
 
-def protocols_of(config: Mapping[str, Any]) -> tuple[SpectrumProtocol, ...]:
+def protocols_of(config: TrialConfig) -> tuple[SpectrumProtocol, ...]:
     """One protocol per model ``spectrum.weights`` asks for, from a trial's resolved config."""
-    spectrum = config["spectrum"]
-    train_mode = spectrum["bn_mode"] == "train"
+    spectrum = config.spectrum
+    train_mode = spectrum.bn_mode == "train"
     return tuple(
         SpectrumProtocol(
-            operator=spectrum["operator"], bn_mode=spectrum["bn_mode"], max_samples=spectrum["max_samples"],
-            batch_size=batch_size_of(config) if train_mode else None, steps=int(spectrum["steps"]),
-            num_vectors=int(spectrum["num_vectors"]), distribution=spectrum["distribution"],
-            seed=int(spectrum["seed"]), dtype=spectrum["dtype"], weights=weights,
+            operator=spectrum.operator, bn_mode=spectrum.bn_mode, max_samples=spectrum.max_samples,
+            batch_size=batch_size_of(config) if train_mode else None, steps=spectrum.steps,
+            num_vectors=spectrum.num_vectors, distribution=spectrum.distribution, seed=spectrum.seed,
+            dtype=spectrum.dtype, weights=weights,
         )
         for weights in weights_of(config)
     )
 
 
-def home_protocols(stored_config: Mapping[str, Any]) -> frozenset[str]:
+def home_protocols(stored_config: TrialConfig) -> frozenset[str]:
     """Ids of the protocols whose results take the plain metric names in a run: those of the spectrum settings
     the run was created with (the sweep's; defaults when it had none). The stored config never changes, so
     the plain names never change meaning. Averaging is on or off with the trial, so both weights count."""
-    config = {**stored_config, "spectrum": {**stored_config["spectrum"], "weights": None}}
-    both = {**config, "optimizer": {**config["optimizer"], "averaging": {"enabled": True}}}
+    optimizer = stored_config.optimizer
+    both = replace(stored_config, spectrum=replace(stored_config.spectrum, weights=None),
+                   optimizer=replace(optimizer, averaging=replace(optimizer.averaging, enabled=True)))
     return frozenset(p.id for p in protocols_of(both))

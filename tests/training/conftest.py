@@ -7,11 +7,9 @@ from typing import Callable, Optional
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from orchestrator.schema import register_configs
-from orchestrator.settings import CONF_DIR
+from trial_configs import compose_trial
+from workers.trial_config import TrialConfig
 
 
 @pytest.fixture(autouse=True)
@@ -23,16 +21,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def compose_trial(*overrides: str) -> dict:
-    """The plain-dict trial config ``sweep run`` would hand a worker for these overrides."""
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
 @pytest.fixture
-def trial_cfg() -> Callable[..., dict]:
+def trial_cfg() -> Callable[..., TrialConfig]:
     return compose_trial
 
 

@@ -18,12 +18,10 @@ from workers.training.augment import RandomCropFlip
 from workers.training.config_checks import training_examples
 from workers.training.dataset_kinds import DATASETS
 from workers.training.data import load_dataset
+from workers.trial_config import DatasetConfig
 
-BASE = {"root": None, "test_fraction": 0.2, "split_seed": 0, "subsample": None, "augment": False}
-
-
-def _cfg(name: str, **overrides) -> dict:
-    return {**BASE, "name": name, **overrides}
+def _cfg(name: str, **overrides) -> DatasetConfig:
+    return DatasetConfig(name=name, **overrides)
 
 
 # --- MNIST IDX ------------------------------------------------------------------------------------------------

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
 
 from config_groups import group_options, resolves
 from workers.training.models import build_model
+from workers.trial_config import MLPConfig, PreResNetConfig, VGGConfig, WideResNetConfig
 
-VGG16 = {"name": "vgg", "depth": 16, "width_factor": 1.0, "classifier_hidden": [512, 512], "dropout": 0.5}
-PRERESNET164 = {"name": "preresnet", "depth": 164}
-WRN28X10 = {"name": "wideresnet", "depth": 28, "widen_factor": 10, "dropout": 0.0}
+VGG16 = VGGConfig()
+PRERESNET164 = PreResNetConfig()
+WRN28X10 = WideResNetConfig()
 
 
 def _count(cfg: dict, num_classes: int = 100) -> int:
@@ -25,7 +28,7 @@ def _count(cfg: dict, num_classes: int = 100) -> int:
     [
         # VGG16-BN of the SWA code base: 13 conv + BN, classifier 512-512-C.
         (VGG16, 100, 15_299_748, 15.3e6),
-        ({**VGG16, "classifier_hidden": []}, 100, 14_774_436, 14.8e6),
+        (replace(VGG16, classifier_hidden=[]), 100, 14_774_436, 14.8e6),
         (PRERESNET164, 100, 1_726_388, 1.7e6),
         (PRERESNET164, 10, 1_703_258, 1.7e6),
         (WRN28X10, 100, 36_546_980, 36.5e6),
@@ -60,10 +63,10 @@ def test_layer_structure_of_the_full_size_models() -> None:
 @pytest.mark.parametrize(
     "cfg",
     [
-        {**VGG16, "depth": 11, "width_factor": 0.125, "classifier_hidden": [32]},
-        {"name": "preresnet", "depth": 11},
-        {"name": "preresnet", "depth": 20},
-        {"name": "wideresnet", "depth": 10, "widen_factor": 1, "dropout": 0.3},
+        replace(VGG16, depth=11, width_factor=0.125, classifier_hidden=[32]),
+        PreResNetConfig(depth=11),
+        PreResNetConfig(depth=20),
+        WideResNetConfig(depth=10, widen_factor=1, dropout=0.3),
     ],
 )
 def test_cpu_sized_variants_train(cfg: dict) -> None:
@@ -78,12 +81,12 @@ def test_cpu_sized_variants_train(cfg: dict) -> None:
 
 
 def test_width_factor_scales_the_channels() -> None:
-    model = build_model({**VGG16, "width_factor": 0.25}, (3, 32, 32), 10)
+    model = build_model(replace(VGG16, width_factor=0.25), (3, 32, 32), 10)
     assert [c.out_channels for c in _layers(model, nn.Conv2d)] == [16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 128, 128, 128]
 
 
 def test_mlp_flattens_any_input_shape() -> None:
-    model = build_model({"name": "mlp", "hidden_sizes": [20, 10], "activation": "tanh"}, (1, 28, 28), 10)
+    model = build_model(MLPConfig(hidden_sizes=[20, 10], activation="tanh"), (1, 28, 28), 10)
     assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
     assert sum(p.numel() for p in model.parameters()) == 784 * 20 + 20 + 20 * 10 + 10 + 10 * 10 + 10
 
@@ -92,11 +95,11 @@ def test_mlp_flattens_any_input_shape() -> None:
     ("cfg", "shape", "message"),
     [
         (PRERESNET164, (64,), r"model=preresnet needs image inputs \(channels, height, width\); the dataset gives \(64,\)"),
-        ({"name": "preresnet", "depth": 21}, (3, 32, 32), r"model.depth=21: must be 9n\+2"),
-        ({**WRN28X10, "depth": 27}, (3, 32, 32), r"model.depth=27: must be 6n\+4"),
-        ({**VGG16, "depth": 15}, (3, 32, 32), "model.depth=15: must be 11, 13, 16 or 19"),
+        (PreResNetConfig(depth=21), (3, 32, 32), r"model.depth=21: must be 9n\+2"),
+        (replace(WRN28X10, depth=27), (3, 32, 32), r"model.depth=27: must be 6n\+4"),
+        (replace(VGG16, depth=15), (3, 32, 32), "model.depth=15: must be 11, 13, 16 or 19"),
         (VGG16, (1, 16, 16), "16x16 images are too small"),
-        ({"name": "mlp", "hidden_sizes": [10], "activation": "swish"}, (4,), "model.activation=swish"),
+        (MLPConfig(hidden_sizes=[10], activation="swish"), (4,), "model.activation=swish"),
     ],
 )
 def test_bad_model_settings_are_refused(cfg: dict, shape: tuple, message: str) -> None:
@@ -114,6 +117,6 @@ def test_every_model_option_has_one_registry_entry_and_its_builder_resolves() ->
 def test_a_config_recorded_with_a_former_model_name_still_builds() -> None:
     """Runs recorded before models were named by family keep `model.name: vgg16` in their stored config, which
     `sweep spectrum` rebuilds the model from."""
-    former = build_model({**VGG16, "name": "vgg16", "width_factor": 0.125, "classifier_hidden": []}, (3, 32, 32), 10)
-    family = build_model({**VGG16, "width_factor": 0.125, "classifier_hidden": []}, (3, 32, 32), 10)
+    former = build_model(replace(VGG16, name="vgg16", width_factor=0.125, classifier_hidden=[]), (3, 32, 32), 10)
+    family = build_model(replace(VGG16, width_factor=0.125, classifier_hidden=[]), (3, 32, 32), 10)
     assert [p.shape for p in former.parameters()] == [p.shape for p in family.parameters()]

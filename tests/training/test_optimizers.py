@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -99,7 +98,7 @@ def test_decoupled_decay_is_the_searched_value_scaled_by_lr(trial_cfg, name: str
     # Zero gradients leave only the decay: each step at lr_t = lr multiplies w by exactly (1 - weight_decay).
     cfg = trial_cfg(f"optimizer={name}", "optimizer.lr=0.02", "optimizer.weight_decay=1e-3")
     weight = nn.Parameter(torch.ones(3, dtype=torch.float64))
-    optimizer = build_optimizer(cfg["optimizer"], [weight])
+    optimizer = build_optimizer(cfg.optimizer, [weight])
     for _ in range(10):
         weight.grad = torch.zeros_like(weight)
         optimizer.step()
@@ -110,7 +109,7 @@ def test_decoupled_decay_is_the_searched_value_scaled_by_lr(trial_cfg, name: str
 def test_coupled_l2_adds_gamma_w_to_the_gradient(trial_cfg, name: str) -> None:
     cfg = trial_cfg(f"optimizer={name}", "optimizer.lr=0.1", "optimizer.weight_decay=0.01")
     weight = nn.Parameter(torch.full((2,), 2.0, dtype=torch.float64))
-    optimizer = build_optimizer(cfg["optimizer"], [weight])
+    optimizer = build_optimizer(cfg.optimizer, [weight])
     weight.grad = torch.zeros_like(weight)
     optimizer.step()
     # SGD's first step moves by lr * gamma * w; Adam's by lr * sign (its normalised gradient is gamma*w/|gamma*w|).
@@ -138,14 +137,14 @@ def test_bad_optimizer_settings_are_refused(trial_cfg, overrides: list[str], mes
 def test_averaging_start_defaults_to_half_the_epochs(trial_cfg) -> None:
     assert Recipe(trial_cfg("optimizer=gadam", "trainer.epochs=9"), _model(), 1).averaging_start == 4
     assert Recipe(trial_cfg("optimizer=adamw", "trainer.epochs=9"), _model(), 1).averaging_start is None
-    assert copy.deepcopy(trial_cfg("optimizer=swa"))["optimizer"]["averaging"]["enabled"] is True
+    assert trial_cfg("optimizer=swa").optimizer.averaging.enabled is True
 
 
 def test_nesterov_is_torch_sgd_with_nesterov_step_for_step(trial_cfg) -> None:
     """The optimizer added through the registry alone (its entry and its YAML) trains as torch's own."""
     cfg = trial_cfg("optimizer=nesterov", "optimizer.lr=0.05", "optimizer.weight_decay=1e-3")
     ours, reference = _model(), _model()
-    optimizer = build_optimizer(cfg["optimizer"], ours.parameters())
+    optimizer = build_optimizer(cfg.optimizer, ours.parameters())
     torch_sgd = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3, nesterov=True)
     for batch in _batches(5):
         _step(ours, optimizer, batch)
@@ -162,4 +161,4 @@ def test_every_optimizer_option_has_one_registry_entry() -> None:
 def test_the_l2_term_the_spectrum_adds_follows_the_registry(trial_cfg, name: str) -> None:
     cfg = trial_cfg(f"optimizer={name}", "optimizer.weight_decay=0.01")
     expected = 0.0 if name in ("adamw", "gadam", "gadamx") else 0.01
-    assert l2_coefficient(cfg["optimizer"]) == expected
+    assert l2_coefficient(cfg.optimizer) == expected

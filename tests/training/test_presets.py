@@ -13,6 +13,8 @@ from omegaconf import OmegaConf
 
 from orchestrator.settings import CONF_DIR
 from orchestrator.schema import register_configs
+from workers.config_structure import to_trial_config
+from workers.trial_config import TrialConfig
 from workers.training.config_checks import check_training_config
 from workers.training.models import build_model
 
@@ -28,7 +30,7 @@ def _compose(*overrides: str, hydra_node: bool = False):
 
 
 @functools.lru_cache(maxsize=None)
-def _grid(preset: str) -> tuple[dict, ...]:
+def _grid(preset: str) -> tuple[TrialConfig, ...]:
     """The trial configs of the preset's sweep, as Hydra's basic sweeper expands ``hydra.sweeper.params``.
 
     Composing is slow, so only config group choices (``optimizer: sgd,swa``) are composed; values are set on the
@@ -49,7 +51,7 @@ def _grid(preset: str) -> tuple[dict, ...]:
                 cfg = composed.copy()
                 for key, value in zip(values, setting):
                     OmegaConf.update(cfg, key, yaml.safe_load(value))
-                points.append(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
+                points.append(to_trial_config(cfg))
     return tuple(points)
 
 
@@ -61,21 +63,21 @@ def test_every_grid_point_is_a_valid_trial(preset: str) -> None:
         check_training_config(cfg)
     first = points[0]
     with torch.device("meta"):
-        build_model(first["model"], INPUT_SHAPES[first["dataset"]["name"]], 100)
+        build_model(first.model, INPUT_SHAPES[first.dataset.name], 100)
 
 
 @pytest.mark.parametrize("preset", PAPER[:4])
 def test_paper_presets_follow_the_appendix(preset: str) -> None:
     points = _grid(preset)
     cifar = "cifar100" in preset
-    assert {p["optimizer"]["name"] for p in points} == {"sgd", "swa"}
-    assert {p["optimizer"]["lr"] for p in points} == {0.01, 0.03, 0.1}
-    assert {p["optimizer"]["weight_decay"] for p in points} == {1e-4, 1e-3}
+    assert {p.optimizer.name for p in points} == {"sgd", "swa"}
+    assert {p.optimizer.lr for p in points} == {0.01, 0.03, 0.1}
+    assert {p.optimizer.weight_decay for p in points} == {1e-4, 1e-3}
     for cfg in points:
-        assert cfg["trainer"]["epochs"] == (300 if cifar else 50)
-        assert cfg["schedule"]["name"] == "paper" and cfg["schedule"]["final_ratio"] == 0.01
-        assert cfg["schedule"]["avg_ratio"] == 0.5
-        assert cfg["dataset"]["augment"] is cifar
+        assert cfg.trainer.epochs == (300 if cifar else 50)
+        assert cfg.schedule.name == "paper" and cfg.schedule.final_ratio == 0.01
+        assert cfg.schedule.avg_ratio == 0.5
+        assert cfg.dataset.augment is cifar
 
 
 def test_adam_family_command_replaces_the_lr_grid() -> None:
@@ -86,6 +88,6 @@ def test_adam_family_command_replaces_the_lr_grid() -> None:
 
 def test_l2_spectrum_sweeps_the_l2_coefficient_with_slq() -> None:
     points = _grid("l2_spectrum")
-    assert sorted(p["optimizer"]["weight_decay"] for p in points) == [0, 1e-4, 1e-3, 1e-2]
-    assert all(p["spectrum"]["enabled"] and p["optimizer"]["name"] == "sgd" for p in points)
-    assert all(p["model"]["name"] == "mlp" for p in points)
+    assert sorted(p.optimizer.weight_decay for p in points) == [0, 1e-4, 1e-3, 1e-2]
+    assert all(p.spectrum.enabled and p.optimizer.name == "sgd" for p in points)
+    assert all(p.model.name == "mlp" for p in points)

@@ -21,7 +21,7 @@ def _data():
 
 def _fresh(cfg: dict):
     torch.manual_seed(0)
-    model = build_model(cfg["model"], (3, 8, 8), 10)
+    model = build_model(cfg.model, (3, 8, 8), 10)
     return model, Recipe(cfg, model, steps_per_epoch=3)
 
 

@@ -7,13 +7,14 @@ import torch
 
 from workers.training.recipe import Recipe
 from config_groups import group_options
+from workers.trial_config import IALinearConfig, PaperScheduleConfig, SWALinearConfig
 from workers.training.schedules import SCHEDULES, build_schedule
 
 A0 = 0.1
 
 
 def swa_linear(total_epochs: int, final_ratio: float = 0.01):
-    return build_schedule({"name": "swa_linear", "final_ratio": final_ratio}, A0, total_epochs)
+    return build_schedule(SWALinearConfig(final_ratio=final_ratio), A0, total_epochs)
 
 
 @pytest.mark.parametrize(
@@ -57,20 +58,20 @@ def test_eq21_with_T_300_and_another_ratio() -> None:
     ],
 )
 def test_eq22_with_T_avg_20(t: int, expected: float) -> None:
-    schedule = build_schedule({"name": "ia_linear", "avg_ratio": 0.5}, A0, 40, avg_start_epoch=20)
+    schedule = build_schedule(IALinearConfig(avg_ratio=0.5), A0, 40, avg_start_epoch=20)
     assert schedule(t) == pytest.approx(expected, rel=1e-12)
 
 
 def test_eq22_uses_T_avg_not_T() -> None:
     # With T = 300 and T_avg = 161 the decay ends at t = 0.9 * 161 = 144.9, long before 0.9 * T = 270.
-    schedule = build_schedule({"name": "ia_linear", "avg_ratio": 0.5}, A0, 300, avg_start_epoch=161)
+    schedule = build_schedule(IALinearConfig(avg_ratio=0.5), A0, 300, avg_start_epoch=161)
     assert schedule(80) == pytest.approx(0.1)
     assert schedule(144) == pytest.approx(0.1 * (1 - 0.5 * (144 / 161 - 0.5) / 0.4), rel=1e-12)
     assert schedule(145) == pytest.approx(0.05)
 
 
 def test_paper_schedule_picks_the_equation_by_averaging() -> None:
-    cfg = {"name": "paper", "final_ratio": 0.01, "avg_ratio": 0.5}
+    cfg = PaperScheduleConfig(final_ratio=0.01, avg_ratio=0.5)
     assert build_schedule(cfg, A0, 50)(45) == pytest.approx(0.001)
     assert build_schedule(cfg, A0, 50, avg_start_epoch=20)(18) == pytest.approx(0.05)
 

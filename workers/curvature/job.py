@@ -10,17 +10,15 @@ import torch
 from torch import nn
 
 from workers.curvature.kinds import OPERATOR_KINDS
-from workers.curvature.network import BN_MODES, LossFn
+from workers.curvature.network import LossFn
 from workers.curvature.result import SpectrumResult
 from workers.curvature.sharded import ShardedCurvatureOperator
-from workers.curvature.slq import DISTRIBUTIONS, Progress, slq
+from workers.curvature.slq import Progress, slq
 from workers.devices import resolve_device
-from workers.curvature.validation import require_choice, require_int, require_number
+from workers.config_rules import SPECTRUM_DEVICES, SPECTRUM_RULES
+from workers.training.rules import apply_rules
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-DEVICES = ("auto", "cpu", "cuda")
-# None keeps the Lanczos basis on the operator's device; "cpu" moves it to host memory.
-BASIS_DEVICES = (None, "cpu")
 
 
 @dataclass(frozen=True)
@@ -50,21 +48,13 @@ class SpectrumSettings:
     basis_device: str | None = None
 
     def __post_init__(self) -> None:
-        require_int("steps", self.steps, 1)
-        require_int("num_vectors", self.num_vectors, 1)
-        require_int("seed", self.seed, 0)
-        require_choice("distribution", self.distribution, DISTRIBUTIONS)
-        require_choice("operator", self.operator, tuple(OPERATOR_KINDS))
-        require_choice("bn_mode", self.bn_mode, BN_MODES)
-        require_choice("dtype", self.dtype, tuple(DTYPES))
-        require_int("num_workers", self.num_workers, 1)
-        require_number("gpus_per_worker", self.gpus_per_worker, 0)
-        require_number("cpus_per_worker", self.cpus_per_worker, 0, inclusive=False)
-        if self.max_samples is not None:
-            require_int("max_samples", self.max_samples, 1)
-        require_int("batch_size", self.batch_size, 1)
-        require_choice("device", self.device, DEVICES)
-        require_choice("basis_device", self.basis_device, BASIS_DEVICES)
+        # The sweep's own rules for its ``spectrum`` group, so that a job accepted before launch is accepted here.
+        apply_rules("spectrum", self, SPECTRUM_RULES)
+        if self.batch_size is None:
+            raise ValueError("spectrum.batch_size=null: the settings take the resolved batch size (an integer >= 1; "
+                             "workers.spectrum_protocol.batch_size_of resolves null)")
+        if self.device not in SPECTRUM_DEVICES:
+            raise ValueError(f"device={self.device}: must be one of {', '.join(SPECTRUM_DEVICES)}")
         if self.num_workers > 1 and self.device != "auto" and (self.device == "cuda") != (self.gpus_per_worker > 0):
             raise ValueError(
                 f"device={self.device!r} contradicts gpus_per_worker={self.gpus_per_worker} with "

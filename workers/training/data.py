@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import functools
 import gzip
-import json
 import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ import torch
 from workers.training.augment import RandomCropFlip
 from workers.training.dataset_kinds import DATASETS, check_dataset
 from workers.training.references import resolve
+from workers.trial_config import DatasetConfig
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -50,9 +50,9 @@ def _split(inputs: np.ndarray, targets: np.ndarray, test_fraction: float, seed: 
     return inputs[train], targets[train], inputs[test], targets[test]
 
 
-def _standardised_splits(inputs: np.ndarray, targets: np.ndarray, cfg: Mapping, shape: tuple[int, ...]) -> DatasetSplits:
+def _standardised_splits(inputs: np.ndarray, targets: np.ndarray, cfg: DatasetConfig, shape: tuple[int, ...]) -> DatasetSplits:
     """Split, then normalise with the training split's mean and std (no test statistics leak in)."""
-    x_train, y_train, x_test, y_test = _split(inputs, targets, float(cfg["test_fraction"]), int(cfg["split_seed"]))
+    x_train, y_train, x_test, y_test = _split(inputs, targets, cfg.test_fraction, cfg.split_seed)
     mean, std = x_train.mean(), x_train.std()
     to_x = lambda x: torch.from_numpy(((x - mean) / std).astype(np.float32)).reshape(-1, *shape)  # noqa: E731
     to_y = lambda y: torch.from_numpy(y.astype(np.int64))  # noqa: E731
@@ -69,11 +69,11 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1] / 255.0, table[:, -1].astype(np.int64)
 
 
-def load_mnist5k(cfg: Mapping) -> DatasetSplits:
+def load_mnist5k(cfg: DatasetConfig) -> DatasetSplits:
     return _standardised_splits(*_mnist5k_arrays(), cfg, DATASETS["mnist5k"].input_shape)
 
 
-def load_digits(cfg: Mapping) -> DatasetSplits:
+def load_digits(cfg: DatasetConfig) -> DatasetSplits:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -128,7 +128,7 @@ def _find_mnist_files(root: Path) -> list[Path]:
     return found
 
 
-def load_mnist(cfg: Mapping) -> DatasetSplits:
+def load_mnist(cfg: DatasetConfig) -> DatasetSplits:
     train_x, train_y, test_x, test_y = _find_mnist_files(_root(cfg))
     images = [_read_idx(train_x, 3), _read_idx(test_x, 3)]
     labels = [_read_idx(train_y, 1), _read_idx(test_y, 1)]
@@ -206,7 +206,7 @@ def _cifar_dir(root: Path, spec: CifarFormat, name: str) -> Path:
     raise _missing(name, root, f"{spec.folder}/{missing[0]} is missing")
 
 
-def _load_cifar(name: str, cfg: Mapping) -> DatasetSplits:
+def _load_cifar(name: str, cfg: DatasetConfig) -> DatasetSplits:
     spec = CIFAR_FORMATS[name]
     directory = _cifar_dir(_root(cfg), spec, name)
     splits = []
@@ -217,15 +217,15 @@ def _load_cifar(name: str, cfg: Mapping) -> DatasetSplits:
             raise ValueError(f"dataset={name}: labels in {directory} outside [0, {spec.num_classes})")
         splits += [_normalised(pixels, spec.mean, spec.std), torch.from_numpy(labels)]
     augment = None
-    if cfg.get("augment"):
+    if cfg.augment:
         # Zero padding of the raw image, as torchvision's RandomCrop does before normalisation.
         fill = tuple(-m / s for m, s in zip(spec.mean, spec.std))
         augment = RandomCropFlip(CIFAR_PADDING, fill)
     return DatasetSplits(*splits, spec.num_classes, (3, 32, 32), augment)
 
 
-def _root(cfg: Mapping) -> Path:
-    return Path(os.path.expanduser(str(cfg["root"])))
+def _root(cfg: DatasetConfig) -> Path:
+    return Path(os.path.expanduser(str(cfg.root)))
 
 
 def _subsample(splits: DatasetSplits, size: Optional[int], seed: int) -> DatasetSplits:
@@ -238,25 +238,24 @@ def _subsample(splits: DatasetSplits, size: Optional[int], seed: int) -> Dataset
     )
 
 
-def load_cifar10(cfg: Mapping) -> DatasetSplits:
+def load_cifar10(cfg: DatasetConfig) -> DatasetSplits:
     return _load_cifar("cifar10", cfg)
 
 
-def load_cifar100(cfg: Mapping) -> DatasetSplits:
+def load_cifar100(cfg: DatasetConfig) -> DatasetSplits:
     return _load_cifar("cifar100", cfg)
 
 
-def load_dataset(cfg: Mapping) -> DatasetSplits:
+def load_dataset(cfg: DatasetConfig) -> DatasetSplits:
     """Load the dataset a ``dataset`` config group option describes.
 
     Ray runs a sweep's trials one after another in the same worker processes: the newest dataset is kept per
     process, keyed by its whole config, so the next trial on the same data starts without loading it (trials only
     read the tensors). One is kept, so an idle worker holds at most what its last trial held."""
     check_dataset(cfg)
-    return _load_keyed(json.dumps(dict(cfg), sort_keys=True, default=str))
+    return _load_cached(cfg)
 
 
 @functools.lru_cache(maxsize=1)
-def _load_keyed(key: str) -> DatasetSplits:
-    cfg = json.loads(key)
-    return _subsample(resolve(DATASETS[cfg["name"]].loader)(cfg), cfg.get("subsample"), int(cfg["split_seed"]))
+def _load_cached(cfg: DatasetConfig) -> DatasetSplits:
+    return _subsample(resolve(DATASETS[cfg.name].loader)(cfg), cfg.subsample, cfg.split_seed)

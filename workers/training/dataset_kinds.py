@@ -9,8 +9,9 @@ torch; the loaders are tested to give what their entries say.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Optional
 
+from workers.trial_config import DatasetConfig
 from workers.training.rules import require_known
 
 
@@ -55,18 +56,18 @@ DATASETS: dict[str, DatasetKind] = {
 }
 
 
-def check_dataset(cfg: Mapping) -> None:
-    name = cfg["name"]
+def check_dataset(cfg: DatasetConfig) -> None:
+    name = cfg.name
     require_known("dataset", name, DATASETS)
     kind = DATASETS[name]
-    if kind.files is not None and not cfg.get("root"):
+    if kind.files is not None and not cfg.root:
         raise ValueError(
             f"dataset.root=null: dataset={name} needs dataset.root=DIR, a directory holding {kind.files}; "
             f"get them from {kind.source}"
         )
-    if cfg.get("augment") and not kind.augmentable:
+    if cfg.augment and not kind.augmentable:
         allowed = " and ".join(n for n, k in DATASETS.items() if k.augmentable)
         raise ValueError(f"dataset.augment=true: crops and flips are for {allowed} only, not {name}")
-    subsample = cfg.get("subsample")
+    subsample = cfg.subsample
     if subsample is not None and subsample < 1:
         raise ValueError(f"dataset.subsample={subsample}: must be null or an integer >= 1")

@@ -19,23 +19,24 @@ from workers.training.averaging import IterateAverage, averaged_copy
 from workers.training.config_checks import averaging_start_epoch, check_recipe_config
 from workers.training.optimizers import build_optimizer
 from workers.training.schedules import build_schedule
+from workers.trial_config import TrialConfig
 
 
 class Recipe:
-    def __init__(self, cfg: Mapping, model: nn.Module, steps_per_epoch: int) -> None:
+    def __init__(self, cfg: TrialConfig, model: nn.Module, steps_per_epoch: int) -> None:
         check_recipe_config(cfg)
-        optimizer_cfg, epochs = cfg["optimizer"], int(cfg["trainer"]["epochs"])
+        optimizer_cfg, epochs = cfg.optimizer, cfg.trainer.epochs
         self.model = model
         self.steps_per_epoch = steps_per_epoch
         self.optimizer = build_optimizer(optimizer_cfg, model.parameters())
         # T_avg, or None when this recipe does not average.
         self.averaging_start = averaging_start_epoch(optimizer_cfg, epochs)
         self._schedule = build_schedule(
-            cfg["schedule"], float(optimizer_cfg["lr"]), epochs, avg_start_epoch=self.averaging_start
+            cfg.schedule, optimizer_cfg.lr, epochs, avg_start_epoch=self.averaging_start
         )
         self._average = IterateAverage(model.parameters()) if self.averaging_start is not None else None
-        self._average_every = optimizer_cfg.get("averaging", {}).get("every", "epoch")
-        self._bn_batch_size = int(cfg["trainer"]["batch_size"])
+        self._average_every = optimizer_cfg.averaging.every
+        self._bn_batch_size = cfg.trainer.batch_size
 
     def lr_at(self, epoch: int) -> float:
         return self._schedule(epoch)

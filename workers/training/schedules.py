@@ -17,8 +17,9 @@ t/T = 0.9 (the epoch with index 270) and stays there through the last epoch (ind
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional
+from typing import Callable, Optional
 
+from workers.trial_config import IALinearConfig, PaperScheduleConfig, ScheduleConfig, SWALinearConfig
 from workers.training.rules import Rule, apply_rules, require_known
 
 Schedule = Callable[[int], float]
@@ -43,21 +44,21 @@ def linear_decay(lr0: float, horizon: int, end_ratio: float) -> Schedule:
     return rate
 
 
-def _constant(cfg: Mapping, lr0: float, total_epochs: int, avg_start_epoch: Optional[int]) -> Schedule:
+def _constant(cfg: ScheduleConfig, lr0: float, total_epochs: int, avg_start_epoch: Optional[int]) -> Schedule:
     return lambda epoch: lr0
 
 
-def _swa_linear(cfg: Mapping, lr0: float, total_epochs: int, avg_start_epoch: Optional[int]) -> Schedule:
-    return linear_decay(lr0, total_epochs, float(cfg["final_ratio"]))
+def _swa_linear(cfg: ScheduleConfig, lr0: float, total_epochs: int, avg_start_epoch: Optional[int]) -> Schedule:
+    return linear_decay(lr0, total_epochs, cfg.final_ratio)
 
 
-def _ia_linear(cfg: Mapping, lr0: float, total_epochs: int, avg_start_epoch: Optional[int]) -> Schedule:
+def _ia_linear(cfg: ScheduleConfig, lr0: float, total_epochs: int, avg_start_epoch: Optional[int]) -> Schedule:
     if avg_start_epoch is None:
         raise ValueError("schedule=ia_linear needs iterate averaging: use optimizer=gadam, gadamx or swa")
-    return linear_decay(lr0, avg_start_epoch, float(cfg["avg_ratio"]))
+    return linear_decay(lr0, avg_start_epoch, cfg.avg_ratio)
 
 
-def _paper(cfg: Mapping, lr0: float, total_epochs: int, avg_start_epoch: Optional[int]) -> Schedule:
+def _paper(cfg: ScheduleConfig, lr0: float, total_epochs: int, avg_start_epoch: Optional[int]) -> Schedule:
     if avg_start_epoch is None:
         return _swa_linear(cfg, lr0, total_epochs, None)
     return _ia_linear(cfg, lr0, total_epochs, avg_start_epoch)
@@ -67,7 +68,9 @@ def _paper(cfg: Mapping, lr0: float, total_epochs: int, avg_start_epoch: Optiona
 class ScheduleKind:
     """Everything about one ``schedule=`` option besides its YAML in ``orchestrator/conf/schedule/``."""
 
-    build: Callable[[Mapping, float, int, Optional[int]], Schedule]
+    # Its keys and their types: the schema its YAML option extends (``_<name>_schema``).
+    config: type[ScheduleConfig]
+    build: Callable[[ScheduleConfig, float, int, Optional[int]], Schedule]
     rules: tuple[Rule, ...]
     # Its horizon is T_avg, the epoch iterate averaging starts: an optimizer without averaging cannot use it.
     needs_averaging: bool = False
@@ -75,22 +78,22 @@ class ScheduleKind:
 
 _RATIO = (lambda v: 0 < v <= 1, "a number in (0, 1]")
 SCHEDULES: dict[str, ScheduleKind] = {
-    "constant": ScheduleKind(_constant, ()),
-    "swa_linear": ScheduleKind(_swa_linear, (("final_ratio", *_RATIO),)),
-    "ia_linear": ScheduleKind(_ia_linear, (("avg_ratio", *_RATIO),), needs_averaging=True),
-    "paper": ScheduleKind(_paper, (("final_ratio", *_RATIO), ("avg_ratio", *_RATIO))),
+    "constant": ScheduleKind(ScheduleConfig, _constant, ()),
+    "swa_linear": ScheduleKind(SWALinearConfig, _swa_linear, (("final_ratio", *_RATIO),)),
+    "ia_linear": ScheduleKind(IALinearConfig, _ia_linear, (("avg_ratio", *_RATIO),), needs_averaging=True),
+    "paper": ScheduleKind(PaperScheduleConfig, _paper, (("final_ratio", *_RATIO), ("avg_ratio", *_RATIO))),
 }
 
 
-def check_schedule(cfg: Mapping) -> None:
-    require_known("schedule", cfg["name"], SCHEDULES)
-    apply_rules("schedule", cfg, SCHEDULES[cfg["name"]].rules)
+def check_schedule(cfg: ScheduleConfig) -> None:
+    require_known("schedule", cfg.name, SCHEDULES)
+    apply_rules("schedule", cfg, SCHEDULES[cfg.name].rules)
 
 
-def build_schedule(cfg: Mapping, lr0: float, total_epochs: int, *, avg_start_epoch: Optional[int] = None) -> Schedule:
+def build_schedule(cfg: ScheduleConfig, lr0: float, total_epochs: int, *, avg_start_epoch: Optional[int] = None) -> Schedule:
     """The learning rate for epoch ``t`` (0-based), given the initial rate and the epoch budget.
 
     ``avg_start_epoch`` is T_avg when the optimizer averages iterates (the Recipe passes it), else None.
     """
     check_schedule(cfg)
-    return SCHEDULES[cfg["name"]].build(cfg, lr0, total_epochs, avg_start_epoch)
+    return SCHEDULES[cfg.name].build(cfg, lr0, total_epochs, avg_start_epoch)

@@ -31,6 +31,7 @@ from workers.training.data import DatasetSplits, load_dataset
 from workers.training.loop import evaluate, train_one_epoch
 from workers.training.models import build_model
 from workers.training.recipe import Recipe
+from workers.trial_config import TrialConfig
 
 
 
@@ -54,7 +55,7 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
 
 
 def _run_owned_trial(spec: TrialSpec) -> TrialOutcome:
-    logger = RunLogger.for_run(spec.tracking, spec.run_id, spec.config["tracking"], spec.artifact_uri)
+    logger = RunLogger.for_run(spec.tracking, spec.run_id, spec.config.tracking, spec.artifact_uri)
     # A run created for this task holds nothing on the task's first attempt; a Ray retry reads it back like a
     # resume. Outside Ray (the in-process executor, no owner) a task is never retried.
     attempt = task_attempt()
@@ -72,11 +73,11 @@ def _run_owned_trial(spec: TrialSpec) -> TrialOutcome:
         return TrialOutcome(spec.trial_id, spec.run_id, RunStatus.KILLED, pruned.metrics, str(pruned))
     except Exception as error:  # noqa: BLE001 - any trial error is recorded on the run, then reported
         message = f"{type(error).__name__}: {error}"
-        if is_retryable(error, spec.config["cluster"]["retry_exceptions"]):
+        if is_retryable(error, spec.config.cluster.retry_exceptions):
             raise RetryableTrialError(message) from error
         logger.fail(message, traceback.format_exc())
         return TrialOutcome(spec.trial_id, spec.run_id, RunStatus.FAILED, {}, message)
-    if spec.config["spectrum"]["enabled"]:
+    if spec.config.spectrum.enabled:
         # The run ends when its spectrum job does; a failed job fails the trial, and a resume re-runs it.
         return TrialOutcome(spec.trial_id, spec.run_id, RunStatus.TRAINED, metrics)
     check_owned(spec.owner, spec.trial_id)
@@ -87,18 +88,17 @@ def _run_owned_trial(spec: TrialSpec) -> TrialOutcome:
 def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
     """``fresh``: the run holds no metrics or checkpoints yet, so none are looked for."""
     cfg = spec.config
-    trainer = cfg["trainer"]
-    objective = cfg["sweep"]["objective"]
-    torch.set_num_threads(max(1, int(cfg["cluster"]["num_cpus"])))
-    device = resolve_device(trainer["device"])
-    seed_everything(int(trainer["seed"]))
-    splits = load_dataset(cfg["dataset"])
-    model = build_model(cfg["model"], splits.input_shape, splits.num_classes).to(device)
-    recipe = Recipe(cfg, model, math.ceil(len(splits.train_targets) / int(trainer["batch_size"])))
-    generator = torch.Generator().manual_seed(int(trainer["seed"]))
+    trainer = cfg.trainer
+    torch.set_num_threads(max(1, int(cfg.cluster.num_cpus)))
+    device = resolve_device(trainer.device)
+    seed_everything(trainer.seed)
+    splits = load_dataset(cfg.dataset)
+    model = build_model(cfg.model, splits.input_shape, splits.num_classes).to(device)
+    recipe = Recipe(cfg, model, math.ceil(len(splits.train_targets) / trainer.batch_size))
+    generator = torch.Generator().manual_seed(trainer.seed)
 
     with tempfile.TemporaryDirectory(prefix="trial-") as scratch, CheckpointStore(
-        logger.artifacts(), Path(scratch), keep=int(cfg["checkpoint"]["keep"]), protected=spectrum_epochs(cfg),
+        logger.artifacts(), Path(scratch), keep=cfg.checkpoint.keep, protected=spectrum_epochs(cfg),
         empty=fresh, on_stored=logger.record_checkpoint,
     ) as store:
         epoch, step = (0, 0) if fresh else _resume(store, model, recipe, generator)
@@ -107,22 +107,22 @@ def _train(spec: TrialSpec, logger: RunLogger, fresh: bool) -> dict[str, float]:
             # Epochs the run already has that this attempt computes again: at most checkpoint.every - 1.
             logger.record_resume(resumed_from=epoch, recomputed=logged_through - epoch)
         metrics: dict[str, float] = {}
-        for epoch in range(epoch, int(trainer["epochs"])):
+        for epoch in range(epoch, trainer.epochs):
             _inject_faults(spec.faults, epoch, model)
             lr = recipe.set_epoch(epoch)
-            stats = train_one_epoch(model, recipe, splits, epoch, int(trainer["batch_size"]), generator, device, step)
+            stats = train_one_epoch(model, recipe, splits, epoch, trainer.batch_size, generator, device, step)
             step += stats.steps
             recipe.after_epoch(epoch)
             metrics = {"train_loss": stats.loss, "train_acc": stats.accuracy, "lr": lr}
             # Built once an epoch: evaluated, and checkpointed for spectra of the averaged weights.
             averaged = recipe.averaged_model(splits.train_inputs)
-            metrics.update(_evaluate_all(model, averaged, splits, int(trainer["eval_batch_size"]), device))
+            metrics.update(_evaluate_all(model, averaged, splits, trainer.eval_batch_size, device))
             if epoch + 1 > logged_through:
                 logger.log_epoch(epoch + 1, metrics)
             # The epoch's one call to the owner: go on, stop (cancelled: write nothing more), or pruned. A prune
             # that comes with the last epoch is moot: the trial has done all its work and finishes.
-            pruned = report_epoch(spec.owner, spec.trial_id, epoch + 1, metrics.get(objective))
-            if pruned and epoch + 1 < int(trainer["epochs"]):
+            pruned = report_epoch(spec.owner, spec.trial_id, epoch + 1, metrics.get(cfg.sweep.objective))
+            if pruned and epoch + 1 < trainer.epochs:
                 raise TrialPruned(epoch + 1, metrics)
             if _checkpoint_due(epoch + 1, cfg):
                 # Uploaded while the next epoch trains; its epoch tag rides on a later batch (the last, on flush).
@@ -157,9 +157,8 @@ def _evaluate_all(model: nn.Module, averaged: Optional[nn.Module], splits: Datas
     return metrics
 
 
-def _checkpoint_due(completed_epochs: int, cfg: dict[str, Any]) -> bool:
-    every = int(cfg["checkpoint"]["every"])
-    return (completed_epochs % every == 0 or completed_epochs == int(cfg["trainer"]["epochs"])
+def _checkpoint_due(completed_epochs: int, cfg: TrialConfig) -> bool:
+    return (completed_epochs % cfg.checkpoint.every == 0 or completed_epochs == cfg.trainer.epochs
             or completed_epochs in spectrum_epochs(cfg))
 
 

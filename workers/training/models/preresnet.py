@@ -10,9 +10,11 @@ trains on a CPU.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional
+from typing import Optional
 
 from torch import nn
+
+from workers.trial_config import PreResNetConfig
 
 EXPANSION = 4
 
@@ -64,5 +66,5 @@ class PreResNet(nn.Module):
         return self.fc(self.pool(out).flatten(1))
 
 
-def build_preresnet(cfg: Mapping, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    return PreResNet(int(cfg["depth"]), input_shape[0], num_classes)
+def build_preresnet(cfg: PreResNetConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return PreResNet(cfg.depth, input_shape[0], num_classes)

@@ -10,9 +10,11 @@ single linear layer.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence, Union
+from typing import Sequence, Union
 
 from torch import nn
+
+from workers.trial_config import VGGConfig
 
 POOL = "M"
 STACKS: dict[int, list[Union[int, str]]] = {
@@ -64,15 +66,15 @@ class VGG(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-def build_vgg(cfg: Mapping, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def build_vgg(cfg: VGGConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     channels, height, width = input_shape
-    depth = int(cfg["depth"])
+    depth = cfg.depth
     stack = STACKS[depth]
     pools = stack.count(POOL)
     if height >> pools == 0 or width >> pools == 0:
         raise ValueError(
             f"model=vgg halves the input {pools} times: {height}x{width} images are too small (need >= {1 << pools})"
         )
-    features, out_channels = _features(stack, channels, float(cfg["width_factor"]))
+    features, out_channels = _features(stack, channels, cfg.width_factor)
     flat = out_channels * (height >> pools) * (width >> pools)
-    return VGG(features, _classifier(flat, cfg["classifier_hidden"], float(cfg["dropout"]), num_classes))
+    return VGG(features, _classifier(flat, cfg.classifier_hidden, cfg.dropout, num_classes))

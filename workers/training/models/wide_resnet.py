@@ -10,9 +10,11 @@ WRN-28-10 has 36,546,980 parameters for CIFAR-100.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional
+from typing import Optional
 
 from torch import nn
+
+from workers.trial_config import WideResNetConfig
 
 
 class WideBasic(nn.Module):
@@ -59,5 +61,5 @@ class WideResNet(nn.Module):
         return self.fc(self.pool(out).flatten(1))
 
 
-def build_wide_resnet(cfg: Mapping, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    return WideResNet(int(cfg["depth"]), int(cfg["widen_factor"]), float(cfg["dropout"]), input_shape[0], num_classes)
+def build_wide_resnet(cfg: WideResNetConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return WideResNet(cfg.depth, cfg.widen_factor, cfg.dropout, input_shape[0], num_classes)
