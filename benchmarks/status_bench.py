@@ -3,9 +3,11 @@
 Records a sweep of 1,000 trial runs (the baseline), then one of ``--runs`` (10,000 by default), in a fresh SQLite
 store, through the sweep's own writer (``SweepTracker.open_trial_run``: tags, params, the config artifact), each then
 ended FINISHED with an epoch and final metrics, as a finished trial leaves it. The trials are not trained: what is
-measured is the reading. For each size it times the read alone (in process) and the whole `sweep status SWEEP`
-command (a new process: interpreter start, imports, the read, the table), and prints the per-run ratio of the large
-sweep to the baseline (1.0: the command grows linearly).
+measured is the reading. For each size it times the read of every run alone (in process), then the whole
+`sweep status SWEEP` command (a new process: interpreter start, imports, the read, the table) twice: first with no
+status summary on the parent run (it reads every run, then keeps the summary, as the end of `sweep run` does), then
+with it (orchestrator/status_summary.py). It prints the per-run ratio of the large sweep to the baseline (1.0: the
+command grows linearly).
 
     python benchmarks/status_bench.py [--runs 10000]
 """
@@ -48,18 +50,22 @@ def record_sweep(uri: str, sweep_id: str, runs: int) -> None:
     set_run_status(tracker.client, parent, RunStatus.FINISHED)
 
 
-def time_status(uri: str, sweep_id: str, runs: int) -> tuple[float, float]:
-    """Seconds for the read alone and for the whole command."""
+def time_status(uri: str, sweep_id: str, runs: int) -> tuple[float, float, float]:
+    """Seconds for the read of every run alone, for the command without a summary, and with one."""
     start = time.perf_counter()
     assert len(SweepTracker(TrackingEndpoint(uri), EXPERIMENT).trial_runs(sweep_id)) == runs
     read_s = time.perf_counter() - start
+    return read_s, time_command(uri, sweep_id, runs), time_command(uri, sweep_id, runs)
+
+
+def time_command(uri: str, sweep_id: str, runs: int) -> float:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     start = time.perf_counter()
     result = subprocess.run([str(Path(sys.executable).with_name("sweep")), "status", sweep_id,
                              f"tracking.experiment={EXPERIMENT}"], env=env, capture_output=True, text=True)
     command_s = time.perf_counter() - start
     assert result.returncode == 0 and result.stdout.count("finished") == runs, result.stderr[-2000:]
-    return read_s, command_s
+    return command_s
 
 
 def main() -> None:
@@ -76,12 +82,14 @@ def main() -> None:
             record_sweep(uri, sweep_id, runs)
             record_s = time.perf_counter() - start
             rows.append((runs, record_s, *time_status(uri, sweep_id, runs)))
-    print(f"{'runs':>6} {'record s':>9} {'read s':>8} {'status s':>9}  (status goal: < 10 s at 10,000)")
-    for runs, record_s, read_s, command_s in rows:
-        print(f"{runs:>6} {record_s:>9.1f} {read_s:>8.2f} {command_s:>9.2f}")
-    (base, *_, base_command), (large, *_, large_command) = rows
-    print(f"per-run ratio of `sweep status`, {large} against {base} runs: "
-          f"{(large_command / large) / (base_command / base):.2f}")
+    print(f"{'runs':>6} {'record s':>9} {'read s':>8} {'status s, no summary':>21} {'status s, summary':>18}"
+          "  (status goal: < 10 s at 10,000)")
+    for runs, record_s, read_s, whole_s, summary_s in rows:
+        print(f"{runs:>6} {record_s:>9.1f} {read_s:>8.2f} {whole_s:>21.2f} {summary_s:>18.2f}")
+    (base, *_, base_whole, base_summary), (large, *_, large_whole, large_summary) = rows
+    for label, large_s, base_s in (("no summary", large_whole, base_whole), ("summary", large_summary, base_summary)):
+        print(f"per-run ratio of `sweep status` ({label}), {large} against {base} runs: "
+              f"{(large_s / large) / (base_s / base):.2f}")
 
 
 if __name__ == "__main__":

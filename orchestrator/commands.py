@@ -23,7 +23,8 @@ from orchestrator.ray_cluster import check_reachable as check_ray_reachable, con
 from orchestrator.execution import (SweepResult, ask_cancel_or_detach, execute_in_process, follow, is_interactive,
                                     submit_to_coordinator)
 from orchestrator.resources import alive_node_resources, check_satisfiable
-from orchestrator.status import render, trial_status, with_owner_state
+from orchestrator.status import render, with_owner_state
+from orchestrator.status_summary import read_statuses, write_summary
 from orchestrator.processes import is_running
 from orchestrator.store_lock import lock_holder
 from orchestrator.sweep_guard import local_sweep_hold
@@ -32,7 +33,7 @@ from orchestrator.validation import validate
 from orchestrator.tracking import SweepRecord, SweepTracker, TrackingTarget, check_reachable, resolve_target
 from orchestrator.topology import refuse_remote_nodes_with_local_store
 from workers.tracking_endpoint import TrackingEndpoint
-from workers.vocabulary import RunStatus, TrialState
+from workers.vocabulary import TrialState
 from workers.trial_config import TrialConfig, as_plain
 
 WHERE_TO_RUN_PREFIXES = ("tracking.", "cluster.", "tracking=", "cluster=")
@@ -162,9 +163,11 @@ def _follow_or_stop(coordinator: Any, plan: SweepPlan, console: Console, on_clus
 
 
 def _summarise(plan: SweepPlan, reader: SweepTracker, console: Console, all_finished: bool) -> int:
-    """The summary table from one read of the sweep's runs; exit 1 when any trial did not finish."""
-    runs = reader.trial_runs(plan.sweep_id)
-    statuses = [trial_status(runs[t.trial_id]) for t in plan.trials if t.trial_id in runs]
+    """The summary table from one read of the sweep's runs, kept for `sweep status`; exit 1 when any trial did not
+    finish."""
+    read = read_statuses(reader, plan.sweep_id)
+    write_summary(reader, read)
+    statuses = [read.statuses[t.trial_id] for t in plan.trials if t.trial_id in read.statuses]
     render(statuses, f"sweep {plan.sweep_id}", console)
     failed = len(plan.trials) - sum(s.state == TrialState.FINISHED for s in statuses)
     if failed:
@@ -175,8 +178,8 @@ def _summarise(plan: SweepPlan, reader: SweepTracker, console: Console, all_fini
 
 def _has_unfinished(reader: SweepTracker, plan: SweepPlan) -> bool:
     """Read-only: does any trial of the plan still need to run?"""
-    runs = reader.trial_runs(plan.sweep_id)
-    return any(t.trial_id not in runs or runs[t.trial_id].info.status != RunStatus.FINISHED for t in plan.trials)
+    statuses = read_statuses(reader, plan.sweep_id).statuses
+    return any(t.trial_id not in statuses or statuses[t.trial_id].state != TrialState.FINISHED for t in plan.trials)
 
 
 def _start_ray(plan: SweepPlan, target: TrackingTarget) -> None:
@@ -239,15 +242,17 @@ def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console
     sweep_id = sweep or tracker.latest_sweep_id()
     if sweep_id is None:
         raise UserError(f"no sweep recorded yet in {target.shown} (experiment {target.experiment!r})")
-    runs = tracker.trial_runs(sweep_id)
-    if not runs:
+    read = read_statuses(tracker, sweep_id)
+    if not read.statuses:
         raise UserError(f"sweep {sweep_id!r}: no such sweep in experiment {target.experiment!r}")
-    statuses = [trial_status(r) for r in runs.values()]
+    if not read.from_summary:
+        write_summary(tracker, read)
+    statuses = list(read.statuses.values())
     live = _live_states(sweep_id, config)
     if live is not None:
         statuses = [with_owner_state(s, live) for s in statuses]
     render(statuses, f"sweep {sweep_id}" + (" (live, from its coordinator)" if live is not None else ""), console)
-    unlaunched = len(set(live or ()) - set(runs))
+    unlaunched = len(set(live or ()) - set(read.statuses))
     if unlaunched:
         console.print(f"and {unlaunched} more trial(s) queued by its coordinator (a trial's run is created when it is "
                       "submitted)")

@@ -177,9 +177,10 @@ class SweepTracker:
         latest = next(iter(runs), None)
         return latest.data.tags[SWEEP_TAG] if latest else None
 
-    def trial_runs(self, sweep_id: str) -> dict[str, Run]:
-        """The sweep's child runs by trial id."""
-        runs = self._search(f"tags.{SWEEP_TAG} = '{sweep_id}' and tags.{KIND_TAG} = '{TRIAL_KIND}'")
+    def trial_runs(self, sweep_id: str, condition: str = "") -> dict[str, Run]:
+        """The sweep's child runs by trial id; ``condition``: an MLflow filter they must meet too."""
+        runs = self._search(f"tags.{SWEEP_TAG} = '{sweep_id}' and tags.{KIND_TAG} = '{TRIAL_KIND}'"
+                            + (f" and {condition}" if condition else ""))
         return {run.data.tags[TRIAL_TAG]: run for run in runs}
 
     def sweep_record(self, sweep_id: str) -> Optional[SweepRecord]:

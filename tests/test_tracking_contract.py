@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -24,16 +25,19 @@ import torch
 
 from orchestrator.mlflow_server import LocalMlflowServer, local_store
 from orchestrator.status import trial_status
+from orchestrator.status_summary import CLOCK_MARGIN_S, read_statuses, write_summary
 from orchestrator.tracking import SweepRecord, SweepTracker
 from tracking_servers import ADMIN_USER, AUTH_PASSWORD, StockServer
 from trial_configs import changed, compose_trial
 from workers.config_structure import trial_config_from
 from workers.artifacts import CHECKPOINT_DIR, SPECTRUM_DIR, TRIAL_CONFIG, checkpoint_epochs
 from workers.run_logger import RunLogger
+from workers.run_status import set_run_status
 from workers.tracking_endpoint import PASSWORD_ENV, USERNAME_ENV, TrackingEndpoint
 from workers.training.checkpoint import TrainingState, capture_rng, sha256_of, write_checkpoint
 from workers.training.checkpoint_store import CheckpointStore
 from workers.trial_config import TrialConfig
+from workers.vocabulary import RunStatus
 
 STORES = ("embedded", "stock-sqlite", "stock-postgres", "auth-env", "auth-uri")
 
@@ -226,3 +230,42 @@ def test_a_failed_run_is_recorded_by_the_orchestrator(store: Store, experiment: 
     assert reader.trial_runs("contract")["t-01"].data.tags["error"] == "WorkerCrashedError: the worker died"
     assert reader.find_parent("contract").info.status == "FAILED"
     assert urlsplit(store.writer.uri).password is None, "no password in the URI MLflow is handed"
+
+
+def test_status_reads_its_summary_and_only_the_runs_changed_since(store: Store, experiment: str) -> None:
+    """`sweep status` of a large sweep reads the finished trials' rows from one artifact, and the runs that are not
+    finished or ended since it was written; its rows are those a read of every run gives."""
+    writer = SweepTracker(store.writer, experiment)
+    parent = writer.ensure_parent("summarised", SweepRecord((), True, (), {}))
+
+    def trial(trial_id: str) -> str:
+        return writer.create_trial_run(parent, "summarised", trial_id, (f"trial={trial_id}",), _config(store, 0.1))
+
+    finished, failed, queued = trial("finished"), trial("failed"), trial("queued")
+    writer.client.log_metric(finished, "test_acc", 0.5, step=1)
+    # Ended well before the summary (runs that end within the clock margin of it are read again anyway).
+    set_run_status(writer.client, finished, RunStatus.FINISHED, end_time=int((time.time() - 2 * CLOCK_MARGIN_S) * 1000))
+    set_run_status(writer.client, failed, RunStatus.FAILED)
+    reader = SweepTracker(store.reader, experiment)
+    whole = read_statuses(reader, "summarised")
+    assert not whole.from_summary
+    assert {t: s.state for t, s in whole.statuses.items()} == {"finished": "finished", "failed": "failed",
+                                                               "queued": "pending"}
+    assert write_summary(reader, whole)
+
+    # Since the summary: the failed trial is resumed and finishes, the queued one runs, a new trial is created, and
+    # the finished run gains a metric its row does not show (proof that its run is not read again).
+    set_run_status(writer.client, failed, RunStatus.RUNNING)
+    writer.client.log_metric(failed, "test_acc", 0.7, step=1)
+    set_run_status(writer.client, failed, RunStatus.FINISHED)
+    set_run_status(writer.client, queued, RunStatus.RUNNING)
+    trial("new")
+    writer.client.log_metric(finished, "test_acc", 0.9, step=2)
+    summarised = read_statuses(reader, "summarised")
+    assert summarised.from_summary
+    every_run = {t: trial_status(r) for t, r in reader.trial_runs("summarised").items()}
+    assert summarised.statuses.keys() == every_run.keys() == {"finished", "failed", "queued", "new"}
+    for trial_id in ("failed", "queued", "new"):
+        assert summarised.statuses[trial_id] == every_run[trial_id], trial_id
+    assert summarised.statuses["failed"].test_acc == 0.7 and summarised.statuses["queued"].state == "running"
+    assert summarised.statuses["finished"].test_acc == 0.5 != every_run["finished"].test_acc

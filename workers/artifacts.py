@@ -14,6 +14,9 @@ SPECTRUM_DIR = "spectrum"
 TRIAL_CONFIG = "trial_config.json"
 # On a sweep's parent run: its plan record (base config, grid, trial ids), read by `sweep resume`.
 PLAN_ARTIFACT = "sweep.json"
+# On a sweep's parent run: the status rows of its finished trials, so that `sweep status` need not read every run
+# (orchestrator/status_summary.py).
+STATUS_SUMMARY = "status_summary.json"
 
 
 def checkpoint_name(epoch: int, sha256: Optional[str] = None) -> str:

@@ -1,0 +1,90 @@
+"""A sweep's finished trials kept as one artifact on its parent run, so that `sweep status` of a large sweep reads
+one file and the few runs that changed since, not every run.
+
+MLflow returns a run with all its params (a trial has about 60), so reading a sweep's runs costs about 4 ms a run:
+40 s for 10,000 (benchmarks/status_bench.py). A FINISHED run's status row never changes while it stays FINISHED,
+so the summary holds the rows of the runs that were FINISHED when it was read. A reader takes those rows, then reads
+only the runs that are not FINISHED now and those that ended after the summary's read began (less a margin for
+clocks that differ between the nodes that end runs); their rows replace the summary's. A run that finished before
+that read began was in it, so nothing is missed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from mlflow.exceptions import MlflowException
+
+from orchestrator.status import TrialStatus, trial_status
+from orchestrator.tracking import SweepTracker
+from workers.artifacts import STATUS_SUMMARY
+from workers.vocabulary import RunStatus, TrialState
+
+FORMAT = 1
+# Runs that ended this long before the summary's read began are read again anyway: end times come from the clocks of
+# the nodes that end runs.
+CLOCK_MARGIN_S = 600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepStatuses:
+    statuses: dict[str, TrialStatus]
+    parent_run_id: Optional[str]
+    # When the reads of runs began (seconds since the epoch): every run FINISHED by then has its row here.
+    read_at: float
+    # Whether the rows of runs finished earlier came from the summary rather than from their runs.
+    from_summary: bool
+
+
+def read_statuses(tracker: SweepTracker, sweep_id: str) -> SweepStatuses:
+    """Every trial's status row: from the summary and the runs changed since, or (no summary yet) from every run."""
+    parent = tracker.find_parent(sweep_id)
+    parent_run_id = parent.info.run_id if parent is not None else None
+    summary = _load(tracker, parent_run_id) if parent_run_id else None
+    read_at = time.time()
+    if summary is None:
+        runs = tracker.trial_runs(sweep_id)
+        return SweepStatuses({tid: trial_status(run) for tid, run in runs.items()}, parent_run_id, read_at, False)
+    summary_read_at, rows = summary
+    since_ms = int((summary_read_at - CLOCK_MARGIN_S) * 1000)
+    changed = {**tracker.trial_runs(sweep_id, f"attributes.status != '{RunStatus.FINISHED}'"),
+               **tracker.trial_runs(sweep_id, f"attributes.end_time > {since_ms}")}
+    return SweepStatuses({**rows, **{tid: trial_status(run) for tid, run in changed.items()}}, parent_run_id,
+                         read_at, True)
+
+
+def write_summary(tracker: SweepTracker, read: SweepStatuses) -> bool:
+    """Keep the finished rows of a read on the parent run (a read through an older summary is as complete: it
+    re-read every run that ended since); False when the store refuses, as for a reader without write permission."""
+    if read.parent_run_id is None:
+        return False
+    finished = [_row(s) for s in read.statuses.values() if s.state == TrialState.FINISHED]
+    try:
+        tracker.client.log_dict(read.parent_run_id, {"format": FORMAT, "read_at": read.read_at, "rows": finished},
+                                STATUS_SUMMARY)
+    except (MlflowException, OSError):
+        return False
+    return True
+
+
+def _row(status: TrialStatus) -> dict:
+    return {**dataclasses.asdict(status), "overrides": list(status.overrides)}
+
+
+def _load(tracker: SweepTracker, parent_run_id: str) -> Optional[tuple[float, dict[str, TrialStatus]]]:
+    with tempfile.TemporaryDirectory(prefix="status-summary-") as scratch:
+        try:
+            path = tracker.client.download_artifacts(parent_run_id, STATUS_SUMMARY, scratch)
+        except (MlflowException, OSError):
+            return None
+        data = json.loads(Path(path).read_text())
+    if data.get("format") != FORMAT:
+        return None
+    rows = {row["trial_id"]: TrialStatus(**{**row, "overrides": tuple(row["overrides"]),
+                                            "state": TrialState(row["state"])}) for row in data["rows"]}
+    return float(data["read_at"]), rows
