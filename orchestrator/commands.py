@@ -245,7 +245,7 @@ def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console
     read = read_statuses(tracker, sweep_id)
     if not read.statuses:
         raise UserError(f"sweep {sweep_id!r}: no such sweep in experiment {target.experiment!r}")
-    if not read.from_summary:
+    if read.worth_keeping:
         write_summary(tracker, read)
     statuses = list(read.statuses.values())
     live = _live_states(sweep_id, config)

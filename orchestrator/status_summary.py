@@ -4,9 +4,9 @@ one file and the few runs that changed since, not every run.
 MLflow returns a run with all its params (a trial has about 60), so reading a sweep's runs costs about 4 ms a run:
 40 s for 10,000 (benchmarks/status_bench.py). A FINISHED run's status row never changes while it stays FINISHED,
 so the summary holds the rows of the runs that were FINISHED when it was read. A reader takes those rows, then reads
-only the runs that are not FINISHED now and those that ended after the summary's read began (less a margin for
-clocks that differ between the nodes that end runs); their rows replace the summary's. A run that finished before
-that read began was in it, so nothing is missed.
+only the runs that are not FINISHED now and those that ended after the summary's read began (less the slack for
+clocks that differ between nodes that `sweep status` allows heartbeats); their rows replace the summary's. A run
+that finished before that read began was in it, so nothing is missed.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from orchestrator.status import TrialStatus, trial_status
+from orchestrator.status import CLOCK_SKEW_S, TrialStatus, trial_status
 from orchestrator.tracking import SweepTracker
 from workers.artifacts import STATUS_SUMMARY
 from workers.vocabulary import RunStatus, TrialState
@@ -28,7 +29,10 @@ from workers.vocabulary import RunStatus, TrialState
 FORMAT = 1
 # Runs that ended this long before the summary's read began are read again anyway: end times come from the clocks of
 # the nodes that end runs.
-CLOCK_MARGIN_S = 600.0
+CLOCK_MARGIN_S = CLOCK_SKEW_S
+# A read through the summary that had to read this many finished runs again keeps a fresh summary, so that the
+# next read need not.
+REFRESH_AFTER = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +43,13 @@ class SweepStatuses:
     read_at: float
     # Whether the rows of runs finished earlier came from the summary rather than from their runs.
     from_summary: bool
+    # Finished runs read (all of them without a summary; those that ended since, with one).
+    finished_read: int
+
+    @property
+    def worth_keeping(self) -> bool:
+        """Whether writing this read as the summary spares the next read much."""
+        return not self.from_summary or self.finished_read >= REFRESH_AFTER
 
 
 def read_statuses(tracker: SweepTracker, sweep_id: str) -> SweepStatuses:
@@ -48,14 +59,19 @@ def read_statuses(tracker: SweepTracker, sweep_id: str) -> SweepStatuses:
     summary = _load(tracker, parent_run_id) if parent_run_id else None
     read_at = time.time()
     if summary is None:
-        runs = tracker.trial_runs(sweep_id)
-        return SweepStatuses({tid: trial_status(run) for tid, run in runs.items()}, parent_run_id, read_at, False)
+        return _statuses(tracker.trial_runs(sweep_id), {}, parent_run_id, read_at, from_summary=False)
     summary_read_at, rows = summary
     since_ms = int((summary_read_at - CLOCK_MARGIN_S) * 1000)
     changed = {**tracker.trial_runs(sweep_id, f"attributes.status != '{RunStatus.FINISHED}'"),
                **tracker.trial_runs(sweep_id, f"attributes.end_time > {since_ms}")}
-    return SweepStatuses({**rows, **{tid: trial_status(run) for tid, run in changed.items()}}, parent_run_id,
-                         read_at, True)
+    return _statuses(changed, rows, parent_run_id, read_at, from_summary=True)
+
+
+def _statuses(runs: dict[str, Run], rows: dict[str, TrialStatus], parent_run_id: Optional[str], read_at: float,
+              from_summary: bool) -> SweepStatuses:
+    read = {tid: trial_status(run) for tid, run in runs.items()}
+    finished = sum(run.info.status == RunStatus.FINISHED for run in runs.values())
+    return SweepStatuses({**rows, **read}, parent_run_id, read_at, from_summary, finished)
 
 
 def write_summary(tracker: SweepTracker, read: SweepStatuses) -> bool:

@@ -262,7 +262,7 @@ def test_status_reads_its_summary_and_only_the_runs_changed_since(store: Store, 
     trial("new")
     writer.client.log_metric(finished, "test_acc", 0.9, step=2)
     summarised = read_statuses(reader, "summarised")
-    assert summarised.from_summary
+    assert summarised.from_summary and whole.worth_keeping and not summarised.worth_keeping
     every_run = {t: trial_status(r) for t, r in reader.trial_runs("summarised").items()}
     assert summarised.statuses.keys() == every_run.keys() == {"finished", "failed", "queued", "new"}
     for trial_id in ("failed", "queued", "new"):
