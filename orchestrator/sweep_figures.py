@@ -128,8 +128,8 @@ def _row(trial: Trial, run: Run, label: str, record: dict[str, Any]) -> Spectrum
     suffix = "_avg" if record["protocol"]["weights"] == AVERAGE else ""
     metrics = run.data.metrics
     final = {name: metrics.get(name + suffix) for name in ("test_acc", "test_loss", "train_acc", "train_loss")}
-    return SpectrumRow(trial.trial_id, run.info.run_id, label, str(optimizer.name), float(optimizer.lr),
-                       float(optimizer.weight_decay), int(record["epoch"]), record, final)
+    return SpectrumRow(trial.trial_id, run.info.run_id, label, optimizer.name, optimizer.lr,
+                       optimizer.weight_decay, int(record["epoch"]), record, final)
 
 
 def latest_per_trial(rows: Sequence[SpectrumRow]) -> list[SpectrumRow]:
