@@ -39,10 +39,26 @@ def _bn_cnn() -> nn.Module:
     return model
 
 
+def _bn_mlp() -> nn.Module:
+    """BatchNorm1d on (N, C) inputs: one affine layer with running statistics, one with neither (which
+    normalises with batch statistics in both modes)."""
+    model = nn.Sequential(
+        nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Tanh(),
+        nn.Linear(5, 5), nn.BatchNorm1d(5, affine=False, track_running_stats=False), nn.Linear(5, NUM_CLASSES),
+    )
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.5, 0.5)
+        model[1].running_var.uniform_(0.5, 2.0)
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.uniform_(-0.5, 0.5)
+    return model
+
+
 MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "tanh_mlp": (lambda: _mlp(nn.Tanh()), (4,)),
     "relu_mlp": (lambda: _mlp(nn.ReLU()), (4,)),
     "bn_cnn": (_bn_cnn, (1, 5, 5)),
+    "bn_mlp": (_bn_mlp, (4,)),
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from workers.curvature.batchnorm import replace_batch_norms_
 from workers.curvature.batches import Data, batch_source, is_tensor_pair
 from workers.curvature.operators import CurvatureOperator
 from workers.curvature.validation import require_choice
@@ -48,16 +49,14 @@ def private_copy(
 ) -> nn.Module:
     """A copy of the model that the operator may change freely; the user's model is never touched.
 
-    Every module is put in eval mode, so dropout is off and each matvec is the same linear map. For
-    bn_mode="train" the BatchNorm layers lose their running statistics (torch.func's own helper), which makes
-    them normalise with batch statistics and update nothing.
+    Every module is put in eval mode, so dropout is off and each matvec is the same linear map. BatchNorm
+    layers become their elementwise form (cheap to differentiate twice), normalising with batch statistics for
+    bn_mode="train" and with their running statistics for "eval", and updating nothing.
     """
     replica = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     # Gradients left by training were copied along; products never read them.
     replica.zero_grad(set_to_none=True)
-    if bn_mode == "train":
-        torch.func.replace_all_batch_norm_modules_(replica)
-    return replica
+    return replace_batch_norms_(replica, batch_statistics=bn_mode == "train")
 
 
 class NetworkOperator(CurvatureOperator):
