@@ -191,7 +191,7 @@ def _start_ray(plan: SweepPlan, target: TrackingTarget) -> None:
     connect(plan.base_config.cluster)
     refuse_remote_nodes_with_local_store(target)
     check_satisfiable(plan.base_config.cluster, plan.base_config.spectrum, alive_node_resources())
-    warm_up(plan.base_config.cluster, len(plan.trials))
+    warm_up(plan.base_config.cluster, plan.base_config.dataset, len(plan.trials))
 
 
 def refuse_changed_base(record: SweepRecord, plan: SweepPlan) -> None:

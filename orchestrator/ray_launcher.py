@@ -12,7 +12,7 @@ from typing import Any
 import ray
 
 from workers.spec import RetryableTrialError, SpectrumJobSpec, TrialOutcome, TrialSpec
-from workers.trial_config import ClusterConfig, SpectrumConfig
+from workers.trial_config import ClusterConfig, DatasetConfig, SpectrumConfig
 
 
 def _execute_trial(spec: TrialSpec) -> TrialOutcome:
@@ -28,17 +28,26 @@ def _execute_spectrum(spec: SpectrumJobSpec) -> TrialOutcome:
     return run_spectrum_job(spec)
 
 
-def _import_trainer() -> None:
-    import workers.training.trial  # noqa: F401 - the import is the work: torch, mlflow, the trainer
+def _prepare_worker(dataset: DatasetConfig) -> None:
+    """What a trial pays once per worker process, paid ahead: the trainer's imports (torch, mlflow), torch's
+    compiler stack, which ``torch.optim`` imports at the first optimizer (2 s here), and the sweep's dataset, which
+    the worker keeps for its trials (1 s for digits)."""
+    import importlib
+
+    from workers.training.data import load_dataset
+
+    importlib.import_module("torch._dynamo")
+
+    load_dataset(dataset)
 
 
-def warm_up(cluster: ClusterConfig, trials: int) -> None:
-    """Have idle workers import the trainer now, while the tracking store starts; Ray hands the warm workers the
+def warm_up(cluster: ClusterConfig, dataset: DatasetConfig, trials: int) -> None:
+    """Have idle workers prepare for the trials now, while the tracking store starts; Ray hands the warm workers the
     trials. Fire and forget: a warm-up never delays or fails a trial."""
     slots = int(ray.available_resources().get("CPU", 0) // max(cluster.num_cpus, 1e-3))
-    task = ray.remote(_import_trainer).options(num_cpus=cluster.num_cpus, name="warm-up")
+    task = ray.remote(_prepare_worker).options(num_cpus=cluster.num_cpus, name="warm-up")
     for _ in range(min(trials, slots)):
-        task.remote()
+        task.remote(dataset)
 
 
 def spectrum_task(spectrum: SpectrumConfig) -> Any:

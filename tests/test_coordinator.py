@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 from mlflow.entities import Run
@@ -281,3 +281,56 @@ def test_cancel_of_a_local_sweep_interrupts_its_command(tmp_path: Path, mlflow_u
     assert sweep.returncode == 130, output
     assert "`sweep resume local-stop` picks them up" in output
     assert {r.info.status for r in _trial_runs(client, experiment)} == {"KILLED"}
+
+
+def test_a_trial_waiting_for_its_owner_keeps_its_cpus(ray_address: str) -> None:
+    """Ray lends the CPUs of a task whose main thread blocks in ray.get to other tasks, and starts new worker
+    processes for them; a trial asks its owner between epochs, so on its main thread it would let more trials run
+    than the cluster has slots, each new worker importing torch anew. A task that holds every CPU and waits for a slow
+    owner must keep them: a 1-CPU task submitted meanwhile starts only after it ends."""
+    import ray
+
+    from workers.ownership import check_owned
+
+    @ray.remote(num_cpus=0)
+    class SlowOwner:
+        def owns(self, trial_id: str) -> bool:
+            time.sleep(3.0)
+            return True
+
+    @ray.remote(num_cpus=2)
+    def trial(owner: Any) -> float:
+        check_owned(owner, "t")
+        return time.time()
+
+    @ray.remote(num_cpus=1)
+    def other() -> float:
+        return time.time()
+
+    owner = SlowOwner.remote()
+    ray.get(owner.__ray_ready__.remote())
+    trial_ref = trial.remote(owner)
+    time.sleep(1.0)  # the trial is waiting on its owner
+    other_started, trial_ended = ray.get(other.remote()), ray.get(trial_ref)
+    assert other_started >= trial_ended, f"another task ran {trial_ended - other_started:.1f} s inside the trial's wait"
+
+
+def test_warm_up_pays_ahead_what_a_first_trial_in_a_worker_would() -> None:
+    """A fresh process (as a new Ray worker is) after the warm-up: torch's compiler stack, which the first optimizer
+    imports, is loaded, and the sweep's dataset is held for its trials."""
+    script = """
+import sys
+from orchestrator.ray_launcher import _prepare_worker
+from tests.trial_configs import compose_trial
+from workers.training.data import _load_cached
+dataset = compose_trial("dataset=digits").dataset
+assert "torch._dynamo" not in sys.modules
+_prepare_worker(dataset)
+assert "torch._dynamo" in sys.modules
+_load_cached(dataset)
+print(_load_cached.cache_info().hits)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["1"], "the trial's load found the warm-up's dataset"
