@@ -10,10 +10,14 @@ Runs `sweep run` over N trivial trials (digits, a 16-unit MLP, 2 epochs, one per
 - the same figure in steady state: from the first run's creation to the last run's end, which leaves out the
   sweep's fixed start-up and shutdown (Python and Ray start, planning, the summary), paid once per sweep;
 - the time from the command to the first run's creation (a run is created as its trial is submitted);
+- the driver's (the `sweep` process's) peak resident memory, and the time `sweep status` of the sweep takes;
 - with --per-epoch, requests per trial-epoch in steady state and per trial outside its epochs, from a second sweep
   of the same trials with three times the epochs (the difference is all epochs).
 
+With --one-step every trial trains one step (one epoch of one 128-example batch), the issue's 10,000-point case:
+
     python benchmarks/overhead_bench.py [--trials 16] [--slots 2] [--epochs 2] [--per-epoch]
+    python benchmarks/overhead_bench.py --trials 10000 --one-step
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import collections
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -59,29 +64,43 @@ class SweepFigures:
     first_start: float
     steady: float
     counts: collections.Counter[str]
+    driver_peak_mib: float
+    status_s: float
 
 
-def run_sweep(server: StockServer, scratch: str, experiment: str, trials: int, epochs: int, slots: int) -> SweepFigures:
+def run_sweep(server: StockServer, scratch: str, experiment: str, trials: int, epochs: int, slots: int,
+              one_step: bool = False) -> SweepFigures:
     before = len(server.log_path.read_text())
-    command = [str(Path(sys.executable).with_name("sweep")), "run", "-m", f"trainer.seed=range(0,{trials})",
-               "dataset=digits", "model.hidden_sizes=[16]", f"trainer.epochs={epochs}",
-               f"cluster.local_num_cpus={slots}", "cluster.num_cpus=1", f"tracking.uri={server.uri}",
-               f"tracking.experiment={experiment}"]
+    sweep = str(Path(sys.executable).with_name("sweep"))
+    where = [f"tracking.uri={server.uri}", f"tracking.experiment={experiment}"]
+    length = ["trainer.epochs=1", "dataset.subsample=128", "trainer.batch_size=128"] if one_step \
+        else [f"trainer.epochs={epochs}"]
+    command = [sweep, "run", "-m", f"trainer.seed=range(0,{trials})", "dataset=digits", "model.hidden_sizes=[16]",
+               *length, f"cluster.local_num_cpus={slots}", "cluster.num_cpus=1", *where]
+    env = {**os.environ, "RAY_ADDRESS": ""}
     start = time.time()
-    result = subprocess.run(command, cwd=scratch, capture_output=True, text=True, env={**os.environ, "RAY_ADDRESS": ""})
+    result = subprocess.run(command, cwd=scratch, capture_output=True, text=True, env=env)
     wall = time.time() - start
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The largest child waited for so far: the `sweep` process (the server is waited for only when it stops).
+    driver_peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # Settle: the access log is written as requests end.
+    time.sleep(1.0)
+    counts = count_requests(server.log_path.read_text()[before:])
+    sweep_id = re.search(r"sweep ([\w-]+):", result.stdout).group(1)
+    status_start = time.time()
+    status = subprocess.run([sweep, "status", sweep_id, *where], cwd=scratch, capture_output=True, text=True, env=env)
+    status_s = time.time() - status_start
+    assert status.returncode == 0, status.stdout[-3000:] + status.stderr[-3000:]
     client = MlflowClient(server.uri)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], "tags.kind = 'trial'",
                               max_results=10000)
     assert len(runs) == trials
-    # Settle: the access log is written as requests end.
-    time.sleep(1.0)
-    counts = count_requests(server.log_path.read_text()[before:])
-    training = sum(_training_s(client, r.info.run_id, epochs) for r in runs)
+    # One epoch leaves no interval between logged epochs to time: its training counts as overhead.
+    training = sum(_training_s(client, r.info.run_id, epochs) for r in runs) if epochs > 1 else 0.0
     first_start = min(r.info.start_time for r in runs) / 1000 - start
     steady = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
-    return SweepFigures(wall, training, first_start, steady, counts)
+    return SweepFigures(wall, training, first_start, steady, counts, driver_peak_mib, status_s)
 
 
 def main() -> None:
@@ -91,11 +110,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--per-epoch", action="store_true",
                         help="also run the trials for 3x the epochs, to split requests per epoch from per trial")
+    parser.add_argument("--one-step", action="store_true", help="trials train one step (one epoch of one batch)")
     args = parser.parse_args()
+    if args.one_step:
+        args.epochs = 1
     with tempfile.TemporaryDirectory(prefix="overhead-") as scratch:
         server = sqlite_server(Path(scratch) / "server")
         try:
-            sweep = run_sweep(server, scratch, "overhead", args.trials, args.epochs, args.slots)
+            sweep = run_sweep(server, scratch, "overhead", args.trials, args.epochs, args.slots, args.one_step)
             longer = run_sweep(server, scratch, "overhead-longer", args.trials, 3 * args.epochs, args.slots) \
                 if args.per_epoch else None
         finally:
@@ -106,6 +128,8 @@ def main() -> None:
     print(f"  in steady state (first run to last):   {(sweep.steady * args.slots - sweep.training) / args.trials:.3f} s"
           f" ({sweep.steady:.1f} s of the wall)")
     print(f"first run created after:                 {sweep.first_start:.1f} s")
+    print(f"driver peak memory:                      {sweep.driver_peak_mib:.0f} MiB")
+    print(f"`sweep status` of the sweep:             {sweep.status_s:.1f} s")
     print(f"tracking requests: {total} = {total / args.trials:.1f} per trial = "
           f"{total / (args.trials * args.epochs):.1f} per trial-epoch")
     for endpoint, n in sweep.counts.most_common():
