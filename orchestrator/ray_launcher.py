@@ -7,6 +7,7 @@ spectrum job, with the spectrum's own resources; the trial's run ends when the s
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import ray
@@ -32,12 +33,10 @@ def _prepare_worker(dataset: DatasetConfig) -> None:
     """What a trial pays once per worker process, paid ahead: the trainer's imports (torch, mlflow), torch's
     compiler stack, which ``torch.optim`` imports at the first optimizer (2 s here), and the sweep's dataset, which
     the worker keeps for its trials (1 s for digits)."""
-    import importlib
-
     from workers.training.data import load_dataset
 
-    importlib.import_module("torch._dynamo")
-
+    for module in ("workers.training.trial", "torch._dynamo"):
+        importlib.import_module(module)
     load_dataset(dataset)
 
 

@@ -316,17 +316,17 @@ def test_a_trial_waiting_for_its_owner_keeps_its_cpus(ray_address: str) -> None:
 
 
 def test_warm_up_pays_ahead_what_a_first_trial_in_a_worker_would() -> None:
-    """A fresh process (as a new Ray worker is) after the warm-up: torch's compiler stack, which the first optimizer
-    imports, is loaded, and the sweep's dataset is held for its trials."""
+    """A fresh process (as a new Ray worker is) after the warm-up: the trainer and torch's compiler stack, which the
+    first optimizer imports, are loaded, and the sweep's dataset is held for its trials."""
     script = """
 import sys
 from orchestrator.ray_launcher import _prepare_worker
 from tests.trial_configs import compose_trial
 from workers.training.data import _load_cached
 dataset = compose_trial("dataset=digits").dataset
-assert "torch._dynamo" not in sys.modules
+assert "torch._dynamo" not in sys.modules and "workers.training.trial" not in sys.modules
 _prepare_worker(dataset)
-assert "torch._dynamo" in sys.modules
+assert "torch._dynamo" in sys.modules and "workers.training.trial" in sys.modules
 _load_cached(dataset)
 print(_load_cached.cache_info().hits)
 """

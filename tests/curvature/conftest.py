@@ -26,17 +26,21 @@ def _mlp(activation: nn.Module) -> nn.Module:
     return nn.Sequential(nn.Linear(4, 6), activation, nn.Linear(6, NUM_CLASSES))
 
 
+def _with_nontrivial_statistics(model: nn.Module, layer: nn.Module) -> nn.Module:
+    """Non-trivial running statistics and affine terms for a BatchNorm layer, so eval mode differs from train mode."""
+    with torch.no_grad():
+        layer.running_mean.uniform_(-0.5, 0.5)
+        layer.running_var.uniform_(0.5, 2.0)
+        layer.weight.uniform_(0.5, 1.5)
+        layer.bias.uniform_(-0.5, 0.5)
+    return model
+
+
 def _bn_cnn() -> nn.Module:
     model = nn.Sequential(
         nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(18, NUM_CLASSES)
     )
-    # Non-trivial running statistics and affine terms, so eval mode differs from train mode.
-    with torch.no_grad():
-        model[1].running_mean.uniform_(-0.5, 0.5)
-        model[1].running_var.uniform_(0.5, 2.0)
-        model[1].weight.uniform_(0.5, 1.5)
-        model[1].bias.uniform_(-0.5, 0.5)
-    return model
+    return _with_nontrivial_statistics(model, model[1])
 
 
 def _bn_mlp() -> nn.Module:
@@ -46,12 +50,7 @@ def _bn_mlp() -> nn.Module:
         nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Tanh(),
         nn.Linear(5, 5), nn.BatchNorm1d(5, affine=False, track_running_stats=False), nn.Linear(5, NUM_CLASSES),
     )
-    with torch.no_grad():
-        model[1].running_mean.uniform_(-0.5, 0.5)
-        model[1].running_var.uniform_(0.5, 2.0)
-        model[1].weight.uniform_(0.5, 1.5)
-        model[1].bias.uniform_(-0.5, 0.5)
-    return model
+    return _with_nontrivial_statistics(model, model[1])
 
 
 MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
