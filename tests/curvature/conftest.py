@@ -53,11 +53,28 @@ def _bn_mlp() -> nn.Module:
     return _with_nontrivial_statistics(model, model[1])
 
 
+class _SkipCNN(nn.Module):
+    """A convolution whose output both a BatchNorm layer and a skip connection read: the layer cannot be folded
+    into it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.norm = nn.BatchNorm2d(2)
+        self.head = nn.Linear(2 * 5 * 5, NUM_CLASSES)
+        _with_nontrivial_statistics(self, self.norm)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        features = self.conv(inputs)
+        return self.head(torch.flatten(torch.tanh(self.norm(features)) + features, 1))
+
+
 MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "tanh_mlp": (lambda: _mlp(nn.Tanh()), (4,)),
     "relu_mlp": (lambda: _mlp(nn.ReLU()), (4,)),
     "bn_cnn": (_bn_cnn, (1, 5, 5)),
     "bn_mlp": (_bn_mlp, (4,)),
+    "skip_cnn": (_SkipCNN, (1, 5, 5)),
 }
 
 

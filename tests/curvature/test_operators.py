@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from workers.curvature import GGNOperator, HessianOperator
 
 CASES = [("tanh_mlp", "eval"), ("relu_mlp", "eval"), ("bn_cnn", "eval"), ("bn_cnn", "train"), ("bn_mlp", "eval"),
-         ("bn_mlp", "train")]
+         ("bn_mlp", "train"), ("skip_cnn", "eval")]
 
 
 @pytest.mark.parametrize(("name", "bn_mode"), CASES)

@@ -5,6 +5,9 @@ the CPU it is the costliest part of a Hessian-vector product: 65% of a product's
 at batch 256. The same function written as means, multiplications and additions has the same value and
 derivatives, and autograd's second derivatives of those are cheap. Measured on this 2-core CPU, time per
 product of that CNN: 0.103 s native / 0.063 s here in eval mode, 0.163 s / 0.111 s in train mode.
+
+In eval mode the layer is a per-channel affine map, and right after a convolution it can be folded into the
+convolution's weight and bias (`workers.curvature.folding`); these layers are what it folds.
 """
 
 from __future__ import annotations
@@ -33,14 +36,21 @@ class ElementwiseBatchNorm(nn.Module):
         per_channel = (1, -1) + (1,) * (inputs.dim() - 2)
         if self.batch_statistics:
             dims = [0, *range(2, inputs.dim())]
-            mean = inputs.mean(dims, keepdim=True)
-            inverse_std = torch.rsqrt(inputs.var(dims, unbiased=False, keepdim=True) + self.eps)
+            scale, shift = self._affine(inputs.mean(dims), inputs.var(dims, unbiased=False))
         else:
-            mean = self.running_mean.view(per_channel)
-            inverse_std = torch.rsqrt(self.running_var + self.eps).view(per_channel)
-        scale = inverse_std if self.weight is None else inverse_std * self.weight.view(per_channel)
-        shift = -mean * scale if self.bias is None else self.bias.view(per_channel) - mean * scale
-        return inputs * scale + shift
+            scale, shift = self.running_affine()
+        return inputs * scale.view(per_channel) + shift.view(per_channel)
+
+    def running_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel (scale, shift) of the layer in eval mode: it maps x to x * scale + shift."""
+        return self._affine(self.running_mean, self.running_var)
+
+    def _affine(self, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight
+        shift = -mean * scale
+        return scale, shift if self.bias is None else shift + self.bias
 
 
 def replace_batch_norms_(model: nn.Module, batch_statistics: bool) -> nn.Module:

@@ -126,8 +126,8 @@ def lanczos(
         w = w.sub(basis[j], alpha=alphas[-1])
         if j > 0:
             w.sub_(basis[j - 1], alpha=betas[-1])
-        w = _orthogonalise(w, basis[: j + 1], layout)
-        beta = math.sqrt(_dot(layout, w, w))
+        w, norm_sq = _orthogonalise(w, basis[: j + 1], layout)
+        beta = math.sqrt(norm_sq)
         if beta <= breakdown * scale:
             break
         betas.append(beta)
@@ -163,12 +163,15 @@ def _dot(layout: Whole | Sliced, a: torch.Tensor, b: torch.Tensor) -> float:
     return layout.sum(torch.sum(a * b, dtype=torch.float64)).item()
 
 
-def _orthogonalise(w: torch.Tensor, basis: torch.Tensor, layout: Whole | Sliced) -> torch.Tensor:
-    """w minus its projection on the rows of `basis`: classical Gram-Schmidt as two matrix-vector products
-    (the coefficients summed over the gang's slices), repeated once when the first pass cancelled most of w."""
+def _orthogonalise(w: torch.Tensor, basis: torch.Tensor, layout: Whole | Sliced) -> tuple[torch.Tensor, float]:
+    """w minus its projection on the rows of `basis`, and that vector's squared norm: classical Gram-Schmidt as
+    two matrix-vector products (the coefficients summed over the gang's slices), repeated once when the first
+    pass cancelled most of w."""
+    norm_sq = _dot(layout, w, w)
     for _ in range(2):
-        norm_sq_before = _dot(layout, w, w)
+        norm_sq_before = norm_sq
         w = w - basis.T @ layout.sum(basis @ w)
-        if _dot(layout, w, w) >= _KEEP_FRACTION**2 * norm_sq_before:
+        norm_sq = _dot(layout, w, w)
+        if norm_sq >= _KEEP_FRACTION**2 * norm_sq_before:
             break
-    return w
+    return w, norm_sq

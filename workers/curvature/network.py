@@ -12,6 +12,7 @@ from torch import nn
 
 from workers.curvature.batchnorm import replace_batch_norms_
 from workers.curvature.batches import Data, batch_source, is_tensor_pair
+from workers.curvature.folding import fold_batch_norms_
 from workers.curvature.operators import CurvatureOperator
 from workers.curvature.validation import require_choice
 
@@ -51,11 +52,14 @@ def private_copy(
 
     Every module is put in eval mode, so dropout is off and each matvec is the same linear map. BatchNorm
     layers become their elementwise form (cheap to differentiate twice), normalising with batch statistics for
-    bn_mode="train" and with their running statistics for "eval", and updating nothing.
+    bn_mode="train" and with their running statistics for "eval", and updating nothing; in "eval", those right
+    after a convolution are folded into it.
     """
     replica = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     # Gradients left by training were copied along; products never read them.
     replica.zero_grad(set_to_none=True)
+    if bn_mode == "eval":
+        fold_batch_norms_(replica)
     return replace_batch_norms_(replica, batch_statistics=bn_mode == "train")
 
 
@@ -113,17 +117,18 @@ class NetworkOperator(CurvatureOperator):
             raise ValueError(f"v has shape {tuple(v.shape)}; this operator takes vectors of shape ({self.size},)")
         v = v.to(self.device, self.dtype)
         pieces = [t.view_as(p) for t, p in zip(v.split([p.numel() for p in self._params]), self._params, strict=True)]
-        total = torch.zeros_like(v)
+        # The running mean over batches: data of one batch (the kept graph's case) costs no pass over the result.
+        mean: torch.Tensor | None = None
         count = 0
         # Products differentiate whatever the caller's grad mode, e.g. inside an evaluation's no_grad block.
         with torch.enable_grad():
             for inputs, targets in self._batches:
-                product = self._apply(self._linearisation(inputs, targets), pieces)
-                total.add_(torch.cat([t.reshape(-1) for t in product]), alpha=len(inputs))
+                product = torch.cat([t.reshape(-1) for t in self._apply(self._linearisation(inputs, targets), pieces)])
                 count += len(inputs)
+                mean = product if mean is None else mean.add_(product.sub_(mean), alpha=len(inputs) / count)
         if count == 0:
             raise ValueError("the data hold no samples")
-        return total.div_(count)
+        return mean
 
     def _linearisation(self, inputs: torch.Tensor, targets: torch.Tensor) -> Linearisation:
         if self._kept is not None:
