@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optimizer=sgd,adam optimizer.lr=0.01,0.1")
     status = sub.add_parser("status", help="the trials of a sweep (default: the latest)")
     status.add_argument("sweep", nargs="?", help="sweep id or name")
+    status.add_argument("--all", dest="every_trial", action="store_true",
+                        help="list every trial (by default a sweep of over 200 lists those not done)")
     status.add_argument("overrides", nargs="*", help="tracking.* overrides")
     resume = sub.add_parser("resume", help="re-launch the failed, stale and never-started trials of a sweep")
     resume.add_argument("sweep", help="sweep id or name")
@@ -76,7 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from orchestrator.commands import show_status
 
             sweep, overrides = _split_sweep_argument(args.sweep, args.overrides)
-            return show_status(sweep, overrides, console)
+            return show_status(sweep, overrides, console, every_trial=args.every_trial)
         if args.command == "resume":
             from orchestrator.commands import resume_sweep
 

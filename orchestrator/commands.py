@@ -163,12 +163,13 @@ def _follow_or_stop(coordinator: Any, plan: SweepPlan, console: Console, on_clus
 
 
 def _summarise(plan: SweepPlan, reader: SweepTracker, console: Console, all_finished: bool) -> int:
-    """The summary table from one read of the sweep's runs, kept for `sweep status`; exit 1 when any trial did not
-    finish."""
+    """The summary table from one read of the sweep's runs (through the summary its coordinator kept), kept for
+    `sweep status` unless the kept one is as good; exit 1 when any trial did not finish."""
     read = read_statuses(reader, plan.sweep_id)
-    write_summary(reader, read)
+    if read.worth_keeping:
+        write_summary(reader, read)
     statuses = [read.statuses[t.trial_id] for t in plan.trials if t.trial_id in read.statuses]
-    render(statuses, f"sweep {plan.sweep_id}", console)
+    render(statuses, plan.sweep_id, console)
     failed = len(plan.trials) - sum(s.state == TrialState.FINISHED for s in statuses)
     if failed:
         console.print(f"[red]{failed} of {len(plan.trials)} trial(s) did not finish[/]; "
@@ -238,7 +239,7 @@ def _where_to_run(overrides: Sequence[str]) -> TrialConfig:
     return _compose_all(_only(overrides, WHERE_TO_RUN_PREFIXES))
 
 
-def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console) -> int:
+def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console, every_trial: bool = False) -> int:
     """The sweep's trials from one read of MLflow; with a live owner, its own word on what is queued and running."""
     config = _where_to_run(overrides)
     target = resolve_target(config.tracking)
@@ -256,7 +257,7 @@ def show_status(sweep: Optional[str], overrides: Sequence[str], console: Console
     live = _live_states(sweep_id, config)
     if live is not None:
         statuses = [with_owner_state(s, live) for s in statuses]
-    render(statuses, f"sweep {sweep_id}" + (" (live, from its coordinator)" if live is not None else ""), console)
+    render(statuses, sweep_id, console, live=live is not None, every_trial=every_trial)
     unlaunched = len(set(live or ()) - set(read.statuses))
     if unlaunched:
         console.print(f"and {unlaunched} more trial(s) queued by its coordinator (a trial's run is created when it is "

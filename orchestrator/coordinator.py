@@ -24,8 +24,9 @@ from orchestrator.planning import Trial
 from orchestrator.processes import is_running
 from orchestrator.ray_launcher import describe_failure, spectrum_task, train_task
 from orchestrator.sweep_book import SweepBook, SweepOrder
+from orchestrator.status_summary import KeptSummary
 from orchestrator.sweep_guard import driver_ended
-from orchestrator.tracking import resolve_target
+from orchestrator.tracking import SweepTracker, resolve_target
 from workers.ownership import GO, PRUNE, STOP
 from workers.spec import TrialOutcome
 from workers.vocabulary import RunStatus, TrialState
@@ -34,6 +35,8 @@ from workers.trial_config import TrackingConfig
 NAMESPACE = "curvature-sweeps"
 # A finished coordinator stays this long, so that clients following it read the final state, then exits.
 LINGER_S = 10.0
+# How often the sweep's status summary is brought up to date while trials end (see KeptSummary).
+SUMMARY_EVERY_S = 120.0
 # How often a local sweep's coordinator checks that its `sweep` process is alive.
 DRIVER_WATCH_S = 0.5
 TRAIN, SPECTRUM = "train", "spectrum"
@@ -97,6 +100,10 @@ class SweepCoordinator:
         self.exiting = False
         self.thread: Optional[threading.Thread] = None
         self.handle = ray.get_runtime_context().current_actor
+        # Its own tracker: the keeper's thread reads while the work loop writes.
+        self.summary = KeptSummary(SweepTracker(order.worker_endpoint, order.plan.base_config.tracking.experiment),
+                                   order.plan.sweep_id)
+        threading.Thread(target=self._keep_summary, name="summary-keeper", daemon=True).start()
         if driver_pid is not None:
             threading.Thread(target=self._cancel_when_gone, args=(driver_pid,), name="driver-watch", daemon=True).start()
 
@@ -216,6 +223,12 @@ class SweepCoordinator:
             time.sleep(DRIVER_WATCH_S)
         self.cancel(driver_ended(pid))
 
+    def _keep_summary(self) -> None:
+        while not self.exiting:
+            time.sleep(SUMMARY_EVERY_S)
+            if self.opened and not self.exiting:
+                self.summary.refresh()
+
     def _run(self) -> None:
         """Work until the sweep is done and no new grid point came for LINGER_S, then exit."""
         try:
@@ -287,6 +300,8 @@ class SweepCoordinator:
         trials = list(self.trials.values())
         all_finished = all(t.trial_id in self.skipped or (t.trial_id in self.outcomes and self._done(t.trial_id))
                            for t in trials)
+        # Before the parent run ends: whoever reads the ended sweep finds its summary current.
+        self.summary.refresh()
         self.book.close(trials, all_finished, RunStatus.KILLED if self.cancelled else None)
         self.closed = True
 

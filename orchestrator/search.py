@@ -126,7 +126,7 @@ def record_best(tracker: SweepTracker, plan: SweepPlan) -> None:
 def _summarise(plan: SweepPlan, reader: SweepTracker, console: Console, ok: bool) -> int:
     runs = reader.trial_runs(plan.sweep_id)
     statuses = [trial_status(run) for run in runs.values()]
-    render(statuses, f"sweep {plan.sweep_id}", console)
+    render(statuses, plan.sweep_id, console)
     failed = sum(s.state not in DONE for s in statuses)
     pruned = sum(s.state == TrialState.PRUNED for s in statuses)
     if pruned:

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from run_checkpoints import download_checkpoint
 from sweep_cli import run_sweep_cli, run_sweep_here
 from orchestrator.mlflow_server import local_store
+from workers.artifacts import STATUS_SUMMARY
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +57,11 @@ def test_grid_of_eight_on_a_real_ray_and_server(tmp_path: Path, ray_address: str
         assert state["model"]["1.weight"].shape == (100, 64)
         if child.data.params["optimizer.name"] == "sgd" and child.data.params["optimizer.lr"] == "0.01":
             assert child.data.metrics["test_acc"] > 0.85
+
+    # The sweep's coordinator kept its status summary, up to date before it ended the parent run; the end of `sweep
+    # run` read through it and had nothing better to keep.
+    summary = json.loads(Path(client.download_artifacts(parent.info.run_id, STATUS_SUMMARY, str(tmp_path))).read_text())
+    assert len(summary["rows"]) == 8 and summary["read_at"] * 1000 <= parent.info.end_time
 
     # Re-running the same command is idempotent: every trial is skipped, no run is added or touched.
     end_times = {c.info.run_id: c.info.end_time for c in children}

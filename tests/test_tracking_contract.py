@@ -25,7 +25,7 @@ import torch
 
 from orchestrator.mlflow_server import LocalMlflowServer, local_store
 from orchestrator.status import trial_status
-from orchestrator.status_summary import CLOCK_MARGIN_S, read_statuses, write_summary
+from orchestrator.status_summary import CLOCK_MARGIN_S, KeptSummary, read_statuses, write_summary
 from orchestrator.tracking import SweepRecord, SweepTracker
 from tracking_servers import ADMIN_USER, AUTH_PASSWORD, StockServer
 from trial_configs import changed, compose_trial
@@ -269,3 +269,28 @@ def test_status_reads_its_summary_and_only_the_runs_changed_since(store: Store, 
         assert summarised.statuses[trial_id] == every_run[trial_id], trial_id
     assert summarised.statuses["failed"].test_acc == 0.7 and summarised.statuses["queued"].state == "running"
     assert summarised.statuses["finished"].test_acc == 0.5 != every_run["finished"].test_acc
+    # A reader's own previous read stands in for the summary (the coordinator keeps it so).
+    continued = read_statuses(reader, "summarised", previous=whole)
+    assert continued.from_summary and continued.statuses == summarised.statuses
+
+
+def test_a_kept_summary_reads_again_only_what_changed(store: Store, experiment: str) -> None:
+    """The coordinator's summary: each refresh keeps every row current, and a run finished before the last
+    refresh (less the clock margin) is not read again."""
+    writer = SweepTracker(store.writer, experiment)
+    parent = writer.ensure_parent("kept", SweepRecord((), True, (), {}))
+    early, late = (writer.create_trial_run(parent, "kept", t, (f"trial={t}",), _config(store, 0.1))
+                   for t in ("early", "late"))
+    writer.client.log_metric(early, "test_acc", 0.5, step=1)
+    set_run_status(writer.client, early, RunStatus.FINISHED, end_time=int((time.time() - 2 * CLOCK_MARGIN_S) * 1000))
+    set_run_status(writer.client, late, RunStatus.RUNNING)
+    kept = KeptSummary(writer, "kept")
+    kept.refresh()
+    writer.client.log_metric(early, "test_acc", 0.9, step=2)
+    writer.client.log_metric(late, "test_acc", 0.7, step=1)
+    set_run_status(writer.client, late, RunStatus.FINISHED)
+    kept.refresh()
+    read = read_statuses(SweepTracker(store.reader, experiment), "kept")
+    assert read.from_summary and read.finished_read == 1
+    assert {t: (s.state, s.test_acc) for t, s in read.statuses.items()} == {
+        "early": ("finished", 0.5), "late": ("finished", 0.7)}
