@@ -66,6 +66,8 @@ class SweepFigures:
     counts: collections.Counter[str]
     driver_peak_mib: float
     status_s: float
+    # From the last trial run's end to the command's exit: the end-of-sweep read, summary and table.
+    tail: float
 
 
 def run_sweep(server: StockServer, scratch: str, experiment: str, trials: int, epochs: int, slots: int,
@@ -100,7 +102,8 @@ def run_sweep(server: StockServer, scratch: str, experiment: str, trials: int, e
     training = sum(_training_s(client, r.info.run_id, epochs) for r in runs) if epochs > 1 else 0.0
     first_start = min(r.info.start_time for r in runs) / 1000 - start
     steady = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
-    return SweepFigures(wall, training, first_start, steady, counts, driver_peak_mib, status_s)
+    tail = start + wall - max(r.info.end_time for r in runs) / 1000
+    return SweepFigures(wall, training, first_start, steady, counts, driver_peak_mib, status_s, tail)
 
 
 def main() -> None:
@@ -128,6 +131,7 @@ def main() -> None:
     print(f"  in steady state (first run to last):   {(sweep.steady * args.slots - sweep.training) / args.trials:.3f} s"
           f" ({sweep.steady:.1f} s of the wall)")
     print(f"first run created after:                 {sweep.first_start:.1f} s")
+    print(f"command ran on after the last run ended: {sweep.tail:.1f} s")
     print(f"driver peak memory:                      {sweep.driver_peak_mib:.0f} MiB")
     print(f"`sweep status` of the sweep:             {sweep.status_s:.1f} s")
     print(f"tracking requests: {total} = {total / args.trials:.1f} per trial = "
