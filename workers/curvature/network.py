@@ -117,18 +117,23 @@ class NetworkOperator(CurvatureOperator):
             raise ValueError(f"v has shape {tuple(v.shape)}; this operator takes vectors of shape ({self.size},)")
         v = v.to(self.device, self.dtype)
         pieces = [t.view_as(p) for t, p in zip(v.split([p.numel() for p in self._params]), self._params, strict=True)]
-        # The running mean over batches: data of one batch (the kept graph's case) costs no pass over the result.
-        mean: torch.Tensor | None = None
-        count = 0
+        # The sample-weighted mean over batches, summed then divided: a running mean rounds differently from a sum
+        # (the sharded operator sums its ranks' weighted products), and near invariance that moves Lanczos's stop.
+        # Data of one batch (the kept graph's case) is its own mean and costs no pass over the result.
+        total: torch.Tensor | None = None
+        count = batches = 0
         # Products differentiate whatever the caller's grad mode, e.g. inside an evaluation's no_grad block.
         with torch.enable_grad():
             for inputs, targets in self._batches:
                 product = torch.cat([t.reshape(-1) for t in self._apply(self._linearisation(inputs, targets), pieces)])
+                if batches == 1:
+                    total.mul_(count)  # a second batch: the first one's product is weighed now
+                total = product if total is None else total.add_(product, alpha=len(inputs))
                 count += len(inputs)
-                mean = product if mean is None else mean.add_(product.sub_(mean), alpha=len(inputs) / count)
+                batches += 1
         if count == 0:
             raise ValueError("the data hold no samples")
-        return mean
+        return total if batches == 1 else total.div_(count)
 
     def _linearisation(self, inputs: torch.Tensor, targets: torch.Tensor) -> Linearisation:
         if self._kept is not None:
